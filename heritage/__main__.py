@@ -1,0 +1,5 @@
+import sys
+
+from heritage.cli import main
+
+sys.exit(main())

@@ -1,0 +1,23 @@
+"""Readers that turn a checkpoint into tensors, safely and without reading more than needed."""
+
+from heritage.formats.checkpoint import Checkpoint, TensorInfo
+from heritage.formats.dtypes import DTYPES, to_float32
+from heritage.formats.errors import BadCheckpoint, CheckpointError, UnsafePickle
+from heritage.formats.open import WEIGHT_SUFFIXES, open_checkpoint, weight_files
+from heritage.formats.source import ByteSource, LocalFileSource, ReadStats
+
+__all__ = [
+    "DTYPES",
+    "WEIGHT_SUFFIXES",
+    "BadCheckpoint",
+    "ByteSource",
+    "Checkpoint",
+    "CheckpointError",
+    "LocalFileSource",
+    "ReadStats",
+    "TensorInfo",
+    "UnsafePickle",
+    "open_checkpoint",
+    "to_float32",
+    "weight_files",
+]

@@ -1,0 +1,116 @@
+"""The reader interface every checkpoint format implements."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from heritage.formats.dtypes import DTYPES
+from heritage.formats.errors import BadCheckpoint
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One tensor as listed by a checkpoint, before any of its data is read."""
+
+    name: str
+    dtype: str  # safetensors dtype name: F32, BF16, I8, ...
+    shape: tuple[int, ...]
+    file: str  # file name, relative to the checkpoint location
+    start: int | None = None  # absolute byte range in ``file``; None where not range-addressable
+    end: int | None = None
+
+    @property
+    def n_params(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.n_params * DTYPES[self.dtype].itemsize
+
+    @property
+    def n_rows(self) -> int:
+        """Rows are slices along the first axis; a 1-D tensor's rows are its elements."""
+        return self.shape[0] if self.shape else 1
+
+    @property
+    def row_shape(self) -> tuple[int, ...]:
+        return self.shape[1:]
+
+
+@dataclass
+class Checkpoint:
+    """A model's tensors from one or more files, read lazily and as float32.
+
+    Subclasses implement :meth:`_read_rows_many` and :meth:`read`; everything else is shared.
+    """
+
+    location: Path
+    format: str
+    files: list[Path]
+    tensors: list[TensorInfo]
+    config: dict[str, Any] | None = None  # config.json of a Hugging Face folder
+    header_metadata: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._by_name = {t.name: t for t in self.tensors}
+
+    def info(self, name: str) -> TensorInfo:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise KeyError(f"{self.location}: no tensor named {name!r}") from None
+
+    def read(self, name: str) -> np.ndarray:
+        """The whole tensor as float32 in its own shape."""
+        t = self.info(name)
+        return self.read_rows(name, range(t.n_rows)).reshape(t.shape)
+
+    def read_rows(self, name: str, rows: Iterable[int]) -> np.ndarray:
+        """Rows of one tensor (first-axis slices) as float32, shape (len(rows), *row_shape)."""
+        return self.read_rows_many({name: list(rows)})[name]
+
+    def read_rows_many(self, plan: Mapping[str, Sequence[int]]) -> dict[str, np.ndarray]:
+        """Rows of many tensors at once, so a byte-range source can coalesce the requests."""
+        checked: dict[str, list[int]] = {}
+        for name, rows in plan.items():
+            t = self.info(name)
+            rows = [int(r) for r in rows]
+            bad = [r for r in rows if not 0 <= r < t.n_rows]
+            if bad:
+                raise IndexError(
+                    f"{self.location}: rows {bad[:3]} out of range for {name} {t.shape}"
+                )
+            checked[name] = rows
+        return self._read_rows_many(checked)
+
+    def _read_rows_many(self, plan: dict[str, list[int]]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    @property
+    def bytes_read(self) -> int:
+        """Bytes read from weight files so far (0 where the format cannot count them)."""
+        return 0
+
+    def close(self) -> None:
+        """Release file handles; the checkpoint cannot be read afterwards."""
+
+    def __enter__(self) -> Checkpoint:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def check_shape(path: Path | str, name: str, shape: object) -> tuple[int, ...]:
+    """A shape must be a list of non-negative integers."""
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise BadCheckpoint(path, f"tensor {name!r} has an invalid shape {shape!r}")
+    return tuple(shape)

@@ -1,0 +1,106 @@
+"""``open_checkpoint``: one entry point for every checkpoint layout we read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from heritage.formats.checkpoint import Checkpoint
+from heritage.formats.errors import BadCheckpoint
+from heritage.formats.pickle_reader import PICKLE_SUFFIXES, PickleCheckpoint
+from heritage.formats.safetensors_reader import (
+    INDEX_NAME,
+    SafetensorsCheckpoint,
+    open_sharded,
+    shard_files,
+)
+from heritage.formats.source import LocalFileSource
+
+WEIGHT_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
+PICKLE_INDEX_NAME = "pytorch_model.bin.index.json"
+
+
+def read_config(folder: Path) -> dict[str, Any] | None:
+    """A Hugging Face folder's config.json, kept as metadata (None when absent)."""
+    path = folder / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadCheckpoint(
+            path, f"config.json is not valid JSON ({exc.__class__.__name__})"
+        ) from None
+    if not isinstance(config, dict):
+        raise BadCheckpoint(path, "config.json is not a JSON object")
+    return config
+
+
+def weight_files(folder: Path) -> tuple[str, list[Path]]:
+    """Which files of a model folder hold its weights, and in which layout.
+
+    Follows what Hugging Face loaders prefer: a safetensors index, then
+    ``model.safetensors``, then other safetensors files, then torch pickles.
+    """
+    index = folder / INDEX_NAME
+    if index.is_file():
+        return "safetensors-sharded", [folder / f for f in shard_files(index)]
+    if (folder / "model.safetensors").is_file():
+        return "safetensors", [folder / "model.safetensors"]
+    st = sorted(p for p in folder.glob("*.safetensors") if p.is_file())
+    if st:
+        return "safetensors", st
+    pindex = folder / PICKLE_INDEX_NAME
+    if pindex.is_file():
+        return "pickle", [folder / f for f in shard_files(pindex)]
+    if (folder / "pytorch_model.bin").is_file():
+        return "pickle", [folder / "pytorch_model.bin"]
+    pickles = sorted(p for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES and p.is_file())
+    if pickles:
+        return "pickle", pickles
+    raise BadCheckpoint(folder, "no weight files found (.safetensors, .bin, .pt, .pth)")
+
+
+def open_checkpoint(location: str | Path) -> Checkpoint:
+    """Open a checkpoint file or a Hugging Face model folder for lazy float32 reads.
+
+    Raises :class:`~heritage.formats.errors.CheckpointError` naming the file and the
+    problem for anything that is not a valid, safe checkpoint.
+    """
+    path = Path(location)
+    if path.is_dir():
+        config = read_config(path)
+        layout, files = weight_files(path)
+        if layout == "safetensors-sharded":
+            return open_sharded(path, path / INDEX_NAME, config)
+        if layout == "safetensors":
+            return _open_safetensors(path, files, "safetensors", config)
+        return PickleCheckpoint(path, files, config)
+    if not path.exists():
+        raise BadCheckpoint(path, "no such file or folder")
+    if not path.is_file():
+        raise BadCheckpoint(path, "not a regular file")
+    if path.suffix == ".safetensors":
+        return _open_safetensors(path, [path], "safetensors", None)
+    if path.name.endswith(".safetensors.index.json"):
+        return open_sharded(path.parent, path, read_config(path.parent))
+    if path.suffix in PICKLE_SUFFIXES:
+        return PickleCheckpoint(path, [path], None)
+    raise BadCheckpoint(
+        path, f"not a checkpoint: unsupported file type {path.suffix or '(none)'!r}"
+    )
+
+
+def _open_safetensors(
+    location: Path, files: list[Path], fmt: str, config: dict[str, Any] | None
+) -> SafetensorsCheckpoint:
+    sources = {}
+    try:
+        for f in files:
+            sources[f.name] = LocalFileSource(f)
+        return SafetensorsCheckpoint(location, sources, fmt, config)
+    except Exception:
+        for s in sources.values():
+            s.close()
+        raise
