@@ -45,25 +45,40 @@ def _print_summary(s: ModelSummary, out) -> None:
         print(f"{f.name:<{name_w}}  {f.bytes:>14,}  {f.sha256 or '-'}", file=out)
 
 
-def cmd_inspect(args: argparse.Namespace) -> int:
-    with open_checkpoint(args.path) as ckpt:
+def _inspect_one(path: str, args: argparse.Namespace) -> dict | None:
+    with open_checkpoint(path) as ckpt:
         summary = summarize(ckpt, hash_files=not args.no_hash)
-        if args.json:
-            data = summary.to_dict()
-            if args.tensors:
-                data["tensors"] = [
-                    {"name": t.name, "dtype": t.dtype, "shape": list(t.shape), "file": t.file}
-                    for t in ckpt.tensors
-                ]
-            json.dump(data, sys.stdout, indent=2)
-            print()
-            return 0
-        _print_summary(summary, sys.stdout)
+        tensors = [
+            {"name": t.name, "dtype": t.dtype, "shape": list(t.shape), "file": t.file}
+            for t in ckpt.tensors
+        ]
+    if args.json:
+        data = summary.to_dict()
         if args.tensors:
-            print()
-            for t in ckpt.tensors:
-                print(f"{t.name}  {t.dtype}  {list(t.shape)}")
-    return 0
+            data["tensors"] = tensors
+        return data
+    _print_summary(summary, sys.stdout)
+    if args.tensors:
+        print()
+        for t in tensors:
+            print(f"{t['name']}  {t['dtype']}  {t['shape']}")
+    print()
+    return None
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """Summarise each path; a bad one is reported in one line and the rest go on."""
+    results, failed = [], 0
+    for path in args.paths:
+        try:
+            results.append(_inspect_one(path, args))
+        except CheckpointError as exc:
+            print(f"heritage: error: {exc}", file=sys.stderr)
+            failed += 1
+    if args.json:
+        json.dump(results[0] if len(args.paths) == 1 and results else results, sys.stdout, indent=2)
+        print()
+    return 1 if failed else 0
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
@@ -83,7 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("inspect", help="summarise one checkpoint file or model folder")
-    p.add_argument("path", help="a .safetensors/.pt/.pth/.bin file or a Hugging Face model folder")
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="a .safetensors/.pt/.pth/.bin file or a Hugging Face model folder",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--tensors", action="store_true", help="also list every tensor")
     p.add_argument("--no-hash", action="store_true", help="skip the sha256 of each file")

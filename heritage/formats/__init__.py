@@ -1,6 +1,6 @@
 """Readers that turn a checkpoint into tensors, safely and without reading more than needed."""
 
-from heritage.formats.checkpoint import Checkpoint, TensorInfo
+from heritage.formats.checkpoint import Checkpoint, RowSample, TensorInfo
 from heritage.formats.dtypes import DTYPES, to_float32
 from heritage.formats.errors import BadCheckpoint, CheckpointError, UnsafePickle
 from heritage.formats.open import WEIGHT_SUFFIXES, open_checkpoint, weight_files
@@ -15,6 +15,7 @@ __all__ = [
     "CheckpointError",
     "LocalFileSource",
     "ReadStats",
+    "RowSample",
     "TensorInfo",
     "UnsafePickle",
     "open_checkpoint",

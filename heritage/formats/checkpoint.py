@@ -43,6 +43,18 @@ class TensorInfo:
         return self.shape[1:]
 
 
+@dataclass(frozen=True)
+class RowSample:
+    """Rows of a tensor, optionally cut to a window of each flattened row.
+
+    A window keeps the bytes read per row bounded however wide the tensor is, which is
+    what lets a fingerprint of a 70B model cost a few megabytes.
+    """
+
+    rows: Sequence[int]
+    cols: tuple[int, int] | None = None  # [start, stop) over the flattened row
+
+
 @dataclass
 class Checkpoint:
     """A model's tensors from one or more files, read lazily and as float32.
@@ -71,25 +83,38 @@ class Checkpoint:
         t = self.info(name)
         return self.read_rows(name, range(t.n_rows)).reshape(t.shape)
 
-    def read_rows(self, name: str, rows: Iterable[int]) -> np.ndarray:
-        """Rows of one tensor (first-axis slices) as float32, shape (len(rows), *row_shape)."""
-        return self.read_rows_many({name: list(rows)})[name]
+    def read_rows(
+        self, name: str, rows: Iterable[int], cols: tuple[int, int] | None = None
+    ) -> np.ndarray:
+        """Rows of one tensor (first-axis slices) as float32.
 
-    def read_rows_many(self, plan: Mapping[str, Sequence[int]]) -> dict[str, np.ndarray]:
+        Shape (len(rows), *row_shape), or (len(rows), stop - start) with a column window.
+        """
+        return self.read_rows_many({name: RowSample(list(rows), cols)})[name]
+
+    def read_rows_many(
+        self, plan: Mapping[str, Sequence[int] | RowSample]
+    ) -> dict[str, np.ndarray]:
         """Rows of many tensors at once, so a byte-range source can coalesce the requests."""
-        checked: dict[str, list[int]] = {}
-        for name, rows in plan.items():
+        checked: dict[str, RowSample] = {}
+        for name, wanted in plan.items():
             t = self.info(name)
-            rows = [int(r) for r in rows]
+            sample = wanted if isinstance(wanted, RowSample) else RowSample(wanted)
+            rows = [int(r) for r in sample.rows]
             bad = [r for r in rows if not 0 <= r < t.n_rows]
             if bad:
                 raise IndexError(
                     f"{self.location}: rows {bad[:3]} out of range for {name} {t.shape}"
                 )
-            checked[name] = rows
+            width = math.prod(t.row_shape)
+            if sample.cols is not None and not 0 <= sample.cols[0] <= sample.cols[1] <= width:
+                raise IndexError(
+                    f"{self.location}: columns {sample.cols} out of range for {name} {t.shape}"
+                )
+            checked[name] = RowSample(rows, sample.cols)
         return self._read_rows_many(checked)
 
-    def _read_rows_many(self, plan: dict[str, list[int]]) -> dict[str, np.ndarray]:
+    def _read_rows_many(self, plan: dict[str, RowSample]) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
     @property

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import pickle
 import pickletools
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from heritage.formats.checkpoint import Checkpoint, TensorInfo
+from heritage.formats.checkpoint import Checkpoint, RowSample, TensorInfo
 from heritage.formats.dtypes import TORCH_TO_SAFETENSORS
 from heritage.formats.errors import BadCheckpoint, UnsafePickle
 
@@ -28,8 +29,13 @@ _PROTO = 0x80
 
 
 def _first_line(exc: BaseException, limit: int = 160) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
-    return text[:limit]
+    """The informative part of a torch error, on one line."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:  # torch wraps the real reason in a long preamble
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    line = lines[0] if lines else exc.__class__.__name__
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def pickle_globals(data: bytes) -> list[str]:
@@ -104,12 +110,21 @@ def load_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str]:
         raise BadCheckpoint(path, "empty file")
     if magic == _ZIP_MAGIC:
         kind = "pytorch-zip"
+        try:
+            with zipfile.ZipFile(path) as zf:
+                zf.infolist()
+        except (zipfile.BadZipFile, OSError):
+            raise BadCheckpoint(path, "truncated or corrupt zip archive") from None
     elif magic[0] == _PROTO:
         kind = "pytorch-legacy"
     else:
         raise BadCheckpoint(path, "not a PyTorch checkpoint (neither a zip archive nor a pickle)")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=kind == "pytorch-zip")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj = torch.load(
+                path, map_location="cpu", weights_only=True, mmap=kind == "pytorch-zip"
+            )
     except pickle.UnpicklingError as exc:
         bad = unsafe_globals(path)
         if bad:
@@ -155,13 +170,15 @@ class PickleCheckpoint(Checkpoint):
             config=config,
         )
 
-    def _read_rows_many(self, plan: dict[str, list[int]]) -> dict[str, np.ndarray]:
+    def _read_rows_many(self, plan: dict[str, RowSample]) -> dict[str, np.ndarray]:
         out = {}
-        for name, rows in plan.items():
+        for name, sample in plan.items():
             tensor = self._tensors[name]
             if tensor.dim() == 0:
                 tensor = tensor.reshape(1)
-            picked = tensor[torch.as_tensor(rows, dtype=torch.long)]
+            picked = tensor[torch.as_tensor(list(sample.rows), dtype=torch.long)]
+            if sample.cols is not None:
+                picked = picked.reshape(len(sample.rows), -1)[:, sample.cols[0] : sample.cols[1]]
             out[name] = picked.detach().to(torch.float32).numpy()
         return out
 

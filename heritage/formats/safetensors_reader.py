@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from heritage.formats.checkpoint import Checkpoint, TensorInfo, check_shape
+from heritage.formats.checkpoint import Checkpoint, RowSample, TensorInfo, check_shape
 from heritage.formats.dtypes import DTYPES, to_float32
 from heritage.formats.errors import BadCheckpoint
 from heritage.formats.source import ByteSource, LocalFileSource
@@ -166,14 +166,24 @@ class SafetensorsCheckpoint(Checkpoint):
             header_metadata=metadata,
         )
 
-    def _read_rows_many(self, plan: dict[str, list[int]]) -> dict[str, np.ndarray]:
+    def read(self, name: str) -> np.ndarray:
+        t = self.info(name)
+        assert t.start is not None and t.end is not None
+        raw = self._sources[t.file].read(t.start, t.end - t.start)
+        return to_float32(raw, t.dtype).reshape(t.shape)
+
+    def _read_rows_many(self, plan: dict[str, RowSample]) -> dict[str, np.ndarray]:
         # Group byte ranges per file so each source can coalesce neighbouring rows.
         per_file: dict[str, list[tuple[str, int, int]]] = {}
-        for name, rows in plan.items():
+        for name, sample in plan.items():
             t = self.info(name)
-            row_bytes = math.prod(t.row_shape) * DTYPES[t.dtype].itemsize
-            for r in rows:
-                per_file.setdefault(t.file, []).append((name, t.start + r * row_bytes, row_bytes))
+            assert t.start is not None
+            itemsize = DTYPES[t.dtype].itemsize
+            row_bytes = math.prod(t.row_shape) * itemsize
+            lo, hi = sample.cols if sample.cols is not None else (0, math.prod(t.row_shape))
+            for r in sample.rows:
+                offset = t.start + r * row_bytes + lo * itemsize
+                per_file.setdefault(t.file, []).append((name, offset, (hi - lo) * itemsize))
         raw: dict[str, list[bytes]] = {name: [] for name in plan}
         for file, wanted in per_file.items():
             blobs = self._sources[file].read_ranges([(off, n) for _, off, n in wanted])
@@ -181,9 +191,10 @@ class SafetensorsCheckpoint(Checkpoint):
                 raw[name].append(blob)
         out: dict[str, np.ndarray] = {}
         for name, parts in raw.items():
-            t = self.info(name)
+            t, sample = self.info(name), plan[name]
             values = to_float32(b"".join(parts), t.dtype)
-            out[name] = values.reshape((len(plan[name]), *t.row_shape))
+            shape = t.row_shape if sample.cols is None else (sample.cols[1] - sample.cols[0],)
+            out[name] = values.reshape((len(sample.rows), *shape))
         return out
 
     @property
