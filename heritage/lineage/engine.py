@@ -1,0 +1,600 @@
+"""Lineage recovery: families, duplicates, quantized copies, merges and a directed tree.
+
+Everything here is a plain function of fingerprints (numpy arrays); no I/O. The steps:
+
+1. group models by architecture (tensor names and row shapes);
+2. inside a group, link each model to its nearest neighbours and call two models kin
+   when their aligned weights correlate (independent initialisations do not);
+3. inside a family, collapse exact duplicates, then attach lower-precision copies that
+   sit within rounding distance of a source as quantized leaves;
+4. detect merges: a model fitted almost exactly by a weighted average of two others;
+5. connect the rest by a minimum spanning tree of weight distances, and root it where
+   training-progress statistics (per-tensor RMS and kurtosis, and creation times when
+   known) change most consistently from parent to child across the whole tree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import networkx as nx
+import numpy as np
+
+from heritage.fingerprint import Fingerprint
+from heritage.lineage.evidence import Evidence, architecture_key, build_evidence
+from heritage.lineage.neighbours import all_pairs, candidate_pairs, pair_distances
+from heritage.lineage.precision import precision_bits
+
+METHOD = "heritage-lineage/1"
+
+
+@dataclass(frozen=True)
+class LineageSettings:
+    """Thresholds of the engine; defaults are measured on the zoo (see README)."""
+
+    k_neighbours: int = 10
+    dense_limit: int = 256  # families up to this size compare all pairs exactly
+    kin_cosine: float = 0.2  # independent initialisations correlate at ~0 +- 0.01
+    quantized_tolerance: tuple[tuple[int, float], ...] = ((16, 0.01), (8, 0.05))
+    merge_residual: float = 0.1  # residual of the two-parent fit / distance to nearer parent
+    merge_candidates: int = 6
+    use_times: bool = True  # creation times vote on direction when the source has them
+    time_weight: float = 1.0  # share of the direction vote given to times when present
+    fan_branch: float = 0.15  # private branch above which a "continuation" is a sibling
+    refine_rounds: int = 4  # re-root and re-fit the tree until it stops changing
+    direction_penalty: float = 4.0  # extra cost factor for an edge against learned trends
+
+
+@dataclass
+class ModelInput:
+    """One model as lineage sees it: an id, its fingerprint, and optional evidence."""
+
+    id: str
+    fingerprint: Fingerprint
+    created_at: float | None = None  # seconds since the epoch, if the source knows it
+
+
+@dataclass
+class _Family:
+    members: list[int]  # indices into the group
+    confidence: dict[int, float] = field(default_factory=dict)
+
+
+class _UnionFind:
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def find(self, a: int) -> int:
+        while self.parent[a] != a:
+            self.parent[a] = self.parent[self.parent[a]]
+            a = self.parent[a]
+        return a
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+    def groups(self, items: Sequence[int]) -> list[list[int]]:
+        out: dict[int, list[int]] = {}
+        for i in items:
+            out.setdefault(self.find(i), []).append(i)
+        return sorted(out.values(), key=lambda g: g[0])
+
+
+def _logistic(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, x))))
+
+
+def identical(a: Fingerprint, b: Fingerprint) -> bool:
+    """Same sampled values in every tensor (float comparison after dtype conversion)."""
+    if a.tensors.keys() != b.tensors.keys():
+        return False
+    for name, ta in a.tensors.items():
+        tb = b.tensors[name]
+        if ta.shape != tb.shape or not np.array_equal(ta.values, tb.values, equal_nan=True):
+            return False
+    return True
+
+
+def recover_lineage(
+    models: Sequence[ModelInput], settings: LineageSettings | None = None
+) -> nx.DiGraph:
+    """Recover families and a typed, directed lineage graph from fingerprints.
+
+    Nodes carry ``family``, ``family_confidence``, ``architecture`` and ``precision_bits``;
+    edges carry ``relation`` (finetune, adapter, merge, quantized, duplicate),
+    ``confidence`` in [0, 1], ``distance``, ``method`` and, for merges, ``weight``.
+    The result depends only on the inputs (ids, fingerprints, times), never on order.
+    """
+    settings = settings or LineageSettings()
+    models = sorted(models, key=lambda m: m.id)
+    ids = [m.id for m in models]
+    if len(set(ids)) != len(ids):
+        raise ValueError("model ids must be unique")
+    graph = nx.DiGraph(method=METHOD)
+    groups: dict[str, list[int]] = {}
+    for i, m in enumerate(models):
+        key = architecture_key(m.fingerprint)
+        groups.setdefault(key, []).append(i)
+        graph.add_node(m.id, architecture=key)
+    for key in sorted(groups):
+        _recover_group([models[i] for i in groups[key]], graph, settings)
+    return graph
+
+
+def _recover_group(models: list[ModelInput], graph: nx.DiGraph, settings: LineageSettings) -> None:
+    fps = [m.fingerprint for m in models]
+    ev = build_evidence(fps)
+    n = len(models)
+    x = ev.unit
+    pairs = all_pairs(n) if n <= settings.dense_limit else candidate_pairs(x, settings.k_neighbours)
+    dist = pair_distances(x, pairs)
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x))
+    cos = np.zeros(len(pairs))
+    ok = (norms[pairs[:, 0]] > 0) & (norms[pairs[:, 1]] > 0)
+    a, b = norms[pairs[ok, 0]], norms[pairs[ok, 1]]
+    cos[ok] = (a * a + b * b - dist[ok] ** 2) / (2 * a * b)
+    # identical models have zero-norm evidence only when nothing trains; treat equal raw as kin
+    same = dist == 0
+    uf = _UnionFind(n)
+    for (i, j), c, s in zip(pairs, cos, same, strict=True):
+        if c > settings.kin_cosine or s:
+            uf.union(int(i), int(j))
+    best_cos = np.full(n, -1.0)
+    for (i, j), c in zip(pairs, cos, strict=True):
+        if uf.find(int(i)) == uf.find(int(j)):
+            best_cos[i] = max(best_cos[i], c)
+            best_cos[j] = max(best_cos[j], c)
+    null_sd = 1.0 / math.sqrt(max(ev.n_entries, 1))
+    for members in uf.groups(range(n)):
+        fam_id = (
+            "fam-"
+            + hashlib.sha256("\n".join(models[i].id for i in members).encode()).hexdigest()[:12]
+        )
+        for i in members:
+            if len(members) == 1:
+                conf = 1.0
+            else:
+                # how far the closest kin sits above what unrelated models show
+                conf = _logistic((best_cos[i] - settings.kin_cosine) / (4 * null_sd + 1e-3))
+            graph.nodes[models[i].id].update(family=fam_id, family_confidence=round(conf, 4))
+        _recover_family(models, members, ev, graph, settings)
+
+
+def _family_pairs(
+    x: np.ndarray, members: list[int], settings: LineageSettings
+) -> dict[tuple[int, int], float]:
+    sub = x[members]
+    local = (
+        all_pairs(len(members))
+        if len(members) <= settings.dense_limit
+        else candidate_pairs(sub, settings.k_neighbours)
+    )
+    d = pair_distances(sub, local)
+    return {(members[i], members[j]): float(v) for (i, j), v in zip(local, d, strict=True)}
+
+
+def _dist(pairs: dict[tuple[int, int], float], i: int, j: int) -> float | None:
+    return pairs.get((i, j) if i < j else (j, i))
+
+
+def _recover_family(
+    models: list[ModelInput],
+    members: list[int],
+    ev: Evidence,
+    graph: nx.DiGraph,
+    settings: LineageSettings,
+) -> None:
+    x = ev.unit
+    pairs = _family_pairs(x, members, settings)
+
+    # 1. exact duplicates collapse onto one representative
+    uf = _UnionFind(len(models))
+    for (i, j), d in pairs.items():
+        if d == 0.0 and identical(models[i].fingerprint, models[j].fingerprint):
+            uf.union(i, j)
+    reps: list[int] = []
+    for cls in uf.groups(members):
+        rep = _earliest(models, cls, settings) if len(cls) > 1 else cls[0]
+        reps.append(rep)
+        for other in cls:
+            if other != rep:
+                _edge(graph, models, rep, other, "duplicate", 1.0, 0.0)
+
+    # 2. lower-precision copies within rounding distance of a source are quantized leaves
+    bits = {i: precision_bits(models[i].fingerprint) for i in reps}
+    tolerance = dict(settings.quantized_tolerance)
+    quantized: set[int] = set()
+    for c in sorted(reps, key=lambda i: bits[i]):
+        tol = next((t for b, t in sorted(tolerance.items()) if bits[c] <= b), None)
+        if tol is None:
+            continue
+        best = None
+        for p in reps:
+            if p == c or p in quantized or bits[p] <= bits[c]:
+                continue
+            d = _dist(pairs, p, c)
+            if d is not None and d <= tol and (best is None or d < best[1]):
+                best = (p, d)
+        if best is not None:
+            p, d = best
+            conf = 0.5 + 0.5 * max(0.0, 1.0 - d / tol)
+            _edge(graph, models, p, c, "quantized", conf, d)
+            quantized.add(c)
+    core = [i for i in reps if i not in quantized]
+
+    # 3. merges: almost exactly a weighted average of two other core models
+    merged = _find_merges(core, pairs, settings)
+    for c, (p1, p2, alpha, ratio, d1, d2) in merged.items():
+        conf = 0.5 + 0.5 * max(0.0, 1.0 - ratio / settings.merge_residual)
+        _edge(graph, models, p1, c, "merge", conf, d1, weight=alpha)
+        _edge(graph, models, p2, c, "merge", conf, d2, weight=1.0 - alpha)
+    tree_nodes = [i for i in core if i not in merged]
+
+    # 4. spanning tree over the rest, rooted by training-progress trends, then refined
+    #    as a minimum arborescence whose costs add the per-edge direction evidence
+    if len(tree_nodes) == 1:
+        graph.nodes[models[tree_nodes[0]].id]["root_confidence"] = 1.0
+        return
+    undirected = _spanning_tree(x, tree_nodes, pairs)
+    tree_nodes = sorted(tree_nodes)
+    stats = _progress_stats(models, tree_nodes)
+    for _ in range(settings.refine_rounds):
+        root, edge_conf, root_conf = _choose_root(models, stats, tree_nodes, undirected, settings)
+        directed = _arborescence(stats, tree_nodes, pairs, undirected, root, settings)
+        refined = nx.Graph()
+        refined.add_nodes_from(tree_nodes)
+        refined.add_edges_from((u, v, {"distance": _dist(pairs, u, v)}) for u, v in directed)
+        if {frozenset(e) for e in refined.edges} == {frozenset(e) for e in undirected.edges}:
+            break
+        undirected = refined
+    graph.nodes[models[root].id]["root_confidence"] = round(root_conf, 4)
+    directed = _split_fans(x, directed, settings)
+    for parent, child in directed:
+        d = _dist(pairs, parent, child) or 0.0
+        topo = _topology_confidence(pairs, parent, child, d, tree_nodes)
+        conf = topo * edge_conf.get((parent, child), 0.5)
+        _edge(graph, models, parent, child, "finetune", conf, d)
+
+
+def _earliest(models: list[ModelInput], cls: list[int], settings: LineageSettings) -> int:
+    if settings.use_times:
+        timed = [i for i in cls if models[i].created_at is not None]
+        if timed:
+            return min(timed, key=lambda i: (models[i].created_at, models[i].id))
+    return cls[0]
+
+
+def _edge(
+    graph: nx.DiGraph,
+    models: list[ModelInput],
+    parent: int,
+    child: int,
+    relation: str,
+    confidence: float,
+    distance: float,
+    weight: float | None = None,
+) -> None:
+    attrs = {
+        "relation": relation,
+        "confidence": round(float(min(1.0, max(0.0, confidence))), 4),
+        "distance": round(float(distance), 6),
+        "method": METHOD,
+    }
+    if weight is not None:
+        attrs["weight"] = round(float(weight), 4)
+    graph.add_edge(models[parent].id, models[child].id, **attrs)
+
+
+def _find_merges(
+    core: list[int],
+    pairs: dict[tuple[int, int], float],
+    settings: LineageSettings,
+) -> dict[int, tuple[int, int, float, float, float, float]]:
+    """Models that sit on the segment between two others: c = alpha * a + (1 - alpha) * b.
+
+    The fit needs only the three pairwise distances (law of cosines), so it costs
+    nothing per coordinate. A merge is accepted when its residual is a small fraction
+    of the distance to the nearer parent; a checkpoint between its neighbours on one
+    run is not, because training never moves in a straight line.
+    """
+    found: list[tuple[float, int, int, int, float, float, float]] = []
+    for c in core:
+        near = sorted(
+            (d, j) for j in core if j != c and (d := _dist(pairs, c, j)) is not None and d > 0
+        )[: settings.merge_candidates]
+        best = None
+        for ai in range(len(near)):
+            for bi in range(ai + 1, len(near)):
+                (da, a), (db, b) = near[ai], near[bi]
+                dab = _dist(pairs, a, b)
+                if not dab:
+                    continue
+                along = (db * db + dab * dab - da * da) / (2 * dab)  # from b towards a
+                alpha = along / dab
+                if not 0.02 <= alpha <= 0.98:
+                    continue
+                resid = math.sqrt(max(db * db - along * along, 0.0))
+                ratio = resid / min(da, db)
+                if ratio < settings.merge_residual and (best is None or ratio < best[0]):
+                    best = (ratio, a, b, alpha, da, db)
+        if best is not None:
+            ratio, a, b, alpha, da, db = best
+            found.append((ratio, c, a, b, alpha, da, db))
+    merged: dict[int, tuple[int, int, float, float, float, float]] = {}
+    for ratio, c, a, b, alpha, da, db in sorted(found):
+        if c in merged or a in merged or b in merged:
+            continue
+        if any(c in (v[0], v[1]) for v in merged.values()):
+            continue
+        merged[c] = (a, b, alpha, ratio, da, db)
+    return merged
+
+
+def _spanning_tree(
+    x: np.ndarray, nodes: list[int], pairs: dict[tuple[int, int], float]
+) -> nx.Graph:
+    g = nx.Graph()
+    g.add_nodes_from(nodes)
+    node_set = set(nodes)
+    for (i, j), d in pairs.items():
+        if i in node_set and j in node_set:
+            g.add_edge(i, j, distance=d)
+    comps = [sorted(c) for c in nx.connected_components(g)]
+    if len(comps) > 1:  # sparse candidates left islands: bridge them by their closest pairs
+        comps.sort()
+        for a_i in range(len(comps)):
+            for b_i in range(a_i + 1, len(comps)):
+                a, b = comps[a_i], comps[b_i]
+                d = np.sqrt(((x[a][:, None, :] - x[b][None, :, :]) ** 2).sum(-1))
+                ia, ib = np.unravel_index(np.argmin(d), d.shape)
+                g.add_edge(a[ia], b[ib], distance=float(d[ia, ib]))
+    return nx.minimum_spanning_tree(g, weight="distance", algorithm="kruskal")
+
+
+def _batch_stats(values: np.ndarray) -> np.ndarray:
+    """Statistics that drift with training, for a stack of samples (models, rows, cols):
+    scale, tails, spread, and for matrices the spectrum and row-norm spread."""
+    v = values.astype(np.float32)
+    n = v.shape[0]
+    flat = v.reshape(n, -1)
+    c = flat - flat.mean(axis=1, keepdims=True)
+    var = (c**2).mean(axis=1)
+    safe = np.where(var > 0, var, 1.0)
+    cols = [
+        np.sqrt((flat**2).mean(axis=1)),
+        np.where(var > 0, (c**4).mean(axis=1) / safe**2 - 3.0, 0.0),
+        np.where(var > 0, np.abs(c).mean(axis=1) / np.sqrt(safe), 0.0),
+    ]
+    if v.ndim == 3 and v.shape[1] > 1 and v.shape[2] > 1:
+        centred = v - v.mean(axis=(1, 2), keepdims=True)
+        sv = np.linalg.svd(centred, compute_uv=False)
+        e = sv**2 / np.maximum((sv**2).sum(axis=1, keepdims=True), 1e-300)
+        rn = np.linalg.norm(v, axis=2)
+        cols += [
+            e[:, 0],
+            -(e * np.log(e + 1e-30)).sum(axis=1),
+            rn.std(axis=1) / np.maximum(rn.mean(axis=1), 1e-30),
+        ]
+    return np.stack(cols, axis=1)
+
+
+def _progress_stats(models: list[ModelInput], nodes: list[int]) -> np.ndarray:
+    """Per model: training-progress statistics of every float tensor all nodes share."""
+    fps = [models[i].fingerprint for i in nodes]
+    names = [
+        n
+        for n, t in sorted(fps[0].tensors.items())
+        if t.is_float
+        and t.values.size >= 8
+        and all(n in fp.tensors and fp.tensors[n].values.shape == t.values.shape for fp in fps)
+        and all(np.array_equal(fp.tensors[n].rows, t.rows) for fp in fps)
+    ]
+    if not names:
+        return np.zeros((len(nodes), 0))
+    blocks = [_batch_stats(np.stack([fp.tensors[n].values for fp in fps])) for n in names]
+    return np.concatenate(blocks, axis=1)
+
+
+def _subtree_spans(
+    tree: nx.Graph, root: int
+) -> tuple[list[tuple[int, int]], dict[int, int], dict[int, int]]:
+    """Edges rooted at ``root`` plus DFS entry/exit times: r is below v iff tin[v] <= tin[r] < tout[v]."""
+    tin: dict[int, int] = {}
+    tout: dict[int, int] = {}
+    edges: list[tuple[int, int]] = []
+    clock = 0
+    stack: list[tuple[int, int | None, bool]] = [(root, None, False)]
+    while stack:
+        v, parent, done = stack.pop()
+        if done:
+            tout[v] = clock
+            continue
+        tin[v] = clock
+        clock += 1
+        if parent is not None:
+            edges.append((parent, v))
+        stack.append((v, parent, True))
+        for w in sorted(tree.neighbors(v), reverse=True):
+            if w != parent:
+                stack.append((w, v, False))
+    return edges, tin, tout
+
+
+def _choose_root(
+    models: list[ModelInput],
+    stats: np.ndarray,
+    nodes: list[int],
+    tree: nx.Graph,
+    settings: LineageSettings,
+) -> tuple[int, dict[tuple[int, int], float], float]:
+    """Root the tree where progress statistics change most consistently outward.
+
+    Each statistic may rise or fall with training (weight decay, task, optimiser decide);
+    what is asked is that it moves the same way along every edge, so the score of a root
+    is the sum over statistics of |sum over edges of the sign of the change|. Ties can
+    only come from chains, where nothing but times can tell the ends apart.
+    """
+    pos = {v: k for k, v in enumerate(nodes)}
+    edges, tin, tout = _subtree_spans(tree, nodes[0])  # reference orientation
+    e_from = np.array([pos[u] for u, _ in edges])
+    e_to = np.array([pos[v] for _, v in edges])
+    signs = np.sign(stats[e_to] - stats[e_from])  # (E, S)
+    node_tin = np.array([tin[v] for v in nodes])
+    lo = np.array([tin[v] for _, v in edges])
+    hi = np.array([tout[v] for _, v in edges])
+    below = (node_tin[:, None] >= lo[None, :]) & (node_tin[:, None] < hi[None, :])  # (R, E)
+    orient = np.where(below, -1.0, 1.0)
+    per_stat = orient @ signs if signs.size else np.zeros((len(nodes), 0))
+    score = np.abs(per_stat).sum(axis=1) / max(per_stat.shape[1], 1)
+    times = np.array(
+        [np.nan if models[v].created_at is None else models[v].created_at for v in nodes]
+    )
+    if settings.use_times and np.isfinite(times).sum() >= 2:
+        tsign = np.nan_to_num(np.sign(times[e_to] - times[e_from]))
+        score = score + settings.time_weight * (orient @ tsign)
+    order = sorted(range(len(nodes)), key=lambda k: (-score[k], nodes[k]))
+    root_k = order[0]
+    scale = max(len(edges), 1)
+    root_conf = (
+        _logistic(6.0 * (score[root_k] - score[order[1]]) / scale) if len(order) > 1 else 1.0
+    )
+    root = nodes[root_k]
+    rooted, rtin, rtout = _subtree_spans(tree, root)
+    by_tin = np.empty(len(nodes))
+    for v in nodes:
+        by_tin[rtin[v]] = score[pos[v]]
+    edge_conf: dict[tuple[int, int], float] = {}
+    for parent, child in rooted:
+        # the best root on the child's side would flip this edge
+        rival = float(by_tin[rtin[child] : rtout[child]].max())
+        edge_conf[(parent, child)] = _logistic(6.0 * (score[root_k] - rival) / scale)
+    return root, edge_conf, root_conf
+
+
+def _arborescence(
+    stats: np.ndarray,
+    nodes: list[int],
+    pairs: dict[tuple[int, int], float],
+    tree: nx.Graph,
+    root: int,
+    settings: LineageSettings,
+) -> list[tuple[int, int]]:
+    """Minimum arborescence over candidate edges, costs = distance x direction disagreement.
+
+    The sign with which each statistic moves from parent to child is learned from the
+    rooted spanning tree (majority over its edges); an edge against those signs costs more.
+    """
+    pos = {v: k for k, v in enumerate(nodes)}
+    rooted = list(nx.bfs_edges(tree, root))
+    if not rooted or stats.shape[1] == 0:
+        return rooted
+    steps = np.sign(np.array([stats[pos[v]] - stats[pos[u]] for u, v in rooted]))
+    learned = np.sign(steps.sum(axis=0))
+    weight = np.abs(steps.sum(axis=0)) / len(rooted)  # how consistent each statistic is
+    if weight.sum() == 0:
+        return rooted
+    cand = _nearest_pairs(nodes, pairs, settings.k_neighbours)
+    src = np.array([pos[i] for i, _, _ in cand] + [pos[j] for _, j, _ in cand])
+    dst = np.array([pos[j] for _, j, _ in cand] + [pos[i] for i, _, _ in cand])
+    dist = np.array([d for _, _, d in cand] * 2)
+    change = np.sign(stats[dst] - stats[src]) * learned
+    moved = (change != 0).astype(float) @ weight
+    against = (change < 0).astype(float) @ weight
+    disagree = np.divide(against, moved, out=np.full(len(dist), 0.5), where=moved > 0)
+    cost = dist * (1.0 + settings.direction_penalty * disagree)
+    g = nx.DiGraph()
+    g.add_nodes_from(nodes)
+    g.add_weighted_edges_from(
+        (
+            (nodes[a], nodes[b], c)
+            for a, b, c in zip(src, dst, cost, strict=True)
+            if nodes[b] != root
+        ),
+        weight="cost",
+    )
+    try:
+        arb = nx.minimum_spanning_arborescence(g, attr="cost", preserve_attrs=False)
+    except nx.NetworkXException:
+        return rooted
+    return sorted(arb.edges)
+
+
+def _nearest_pairs(
+    nodes: list[int], pairs: dict[tuple[int, int], float], k: int
+) -> list[tuple[int, int, float]]:
+    """Each node's k nearest neighbours among ``nodes``: the sparse candidate graph."""
+    node_set = set(nodes)
+    near: dict[int, list[tuple[float, int]]] = {v: [] for v in nodes}
+    for (i, j), d in pairs.items():
+        if i in node_set and j in node_set:
+            near[i].append((d, j))
+            near[j].append((d, i))
+    keep: set[tuple[int, int]] = set()
+    for v, lst in near.items():
+        for _, w in sorted(lst)[:k]:
+            keep.add((min(v, w), max(v, w)))
+    return [(i, j, pairs[(i, j)]) for i, j in sorted(keep)]
+
+
+def _split_fans(
+    x: np.ndarray, edges: list[tuple[int, int]], settings: LineageSettings
+) -> list[tuple[int, int]]:
+    """Re-attach to the grandparent a child that only looks like a continuation.
+
+    Siblings fine-tuned from one parent on one task (a hyper-parameter sweep) line up
+    along one direction, so the nearer one looks like the other's parent. A real
+    intermediate checkpoint lies on the path from its parent to its child (its private
+    branch is ~0: the child inherits all of its noise); a sibling sits off that path by
+    its own noise. For P -> a -> c with c continuing a's direction, c moves up to P when
+    a's private branch (Gromov product, relative to |P - a|) exceeds ``fan_branch``.
+    """
+    parent = {c: p for p, c in edges}
+    out = []
+    for p, c in edges:
+        gp = parent.get(p)
+        if gp is not None:
+            d_ga = float(np.linalg.norm(x[p] - x[gp]))
+            d_ac = float(np.linalg.norm(x[c] - x[p]))
+            d_gc = float(np.linalg.norm(x[c] - x[gp]))
+            continues = float((x[p] - x[gp]) @ (x[p] - x[c])) < 0
+            branch = (d_ga + d_ac - d_gc) / (2 * d_ga) if d_ga > 0 else 0.0
+            if continues and branch > settings.fan_branch:
+                out.append((gp, c))
+                continue
+        out.append((p, c))
+    return sorted(out)
+
+
+def _ranks(a: np.ndarray) -> np.ndarray:
+    return np.argsort(np.argsort(a, axis=0, kind="stable"), axis=0).astype(float)
+
+
+def _trend_signs(stats: np.ndarray, progress: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sign and strength of each statistic's rank correlation with a progress measure."""
+    if len(progress) < 3:
+        return np.zeros(stats.shape[1]), np.zeros(stats.shape[1])
+    rs = _ranks(stats)
+    rp = _ranks(progress[:, None])[:, 0]
+    rs = rs - rs.mean(axis=0)
+    rp = rp - rp.mean()
+    denom = np.sqrt((rs**2).sum(axis=0) * (rp**2).sum())
+    corr = np.divide(rs.T @ rp, denom, out=np.zeros(stats.shape[1]), where=denom > 0)
+    return np.sign(corr), np.abs(corr)
+
+
+def _topology_confidence(
+    pairs: dict[tuple[int, int], float], parent: int, child: int, d: float, nodes: list[int]
+) -> float:
+    """How clearly the chosen parent beats the next-closest alternative for this child."""
+    alts = [
+        v for j in nodes if j not in (parent, child) and (v := _dist(pairs, child, j)) is not None
+    ]
+    if not alts or d == 0:
+        return 1.0
+    margin = (min(alts) - d) / d
+    return _logistic(8.0 * margin)
