@@ -1,0 +1,253 @@
+"""Reading and writing the index file: always whole, always atomic.
+
+A write builds a complete new DuckDB file beside the target, checkpoints and fsyncs it,
+keeps the previous index as ``<path>.bak`` and renames the new file into place. Readers
+therefore see either the old index or the new one, never a half-written file, and a
+crash at any point leaves the last good index where it was.
+
+The file is written in DuckDB's v1.4.0 storage format (pinned at ATTACH time), so
+DuckDB 1.4 and every newer release can open it even when a newer DuckDB writes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from heritage import __version__
+from heritage.index.frames import ORDER_BY, TABLES, IndexData, schema_sql, table_schema
+
+# Bump on any change to schema.sql; readers refuse files from a newer schema.
+SCHEMA_VERSION = 1
+# Oldest DuckDB release that must be able to open the file.
+STORAGE_VERSION = "v1.4.0"
+RESERVED_META = ("schema_version", "tool_version", "storage_version", "written_at")
+CATALOG = "heritage"  # catalog name of the index in connections from connect_readonly
+_NEW = "heritage_new"  # catalog name of the file being written
+_FRAME = "heritage_frame"  # name a frame is registered under while it is inserted
+
+
+class IndexVersionError(RuntimeError):
+    """The file is not an index this code can read (newer schema, or not an index)."""
+
+
+def _sql_string(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _wal(path: Path) -> Path:
+    return path.with_name(path.name + ".wal")
+
+
+def backup_path(path: Path) -> Path:
+    """Where the previous index is kept after a successful write."""
+    return path.with_name(path.name + ".bak")
+
+
+def _remove(*paths: Path) -> None:
+    for p in paths:
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
+def _fsync(path: Path, directory: bool = False) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
+    except OSError:
+        if directory:  # some platforms cannot open directories; the rename still happened
+            return
+        raise
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not directory:
+            raise
+    finally:
+        os.close(fd)
+
+
+def read_meta(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """The meta table as a dict; raises IndexVersionError when the file is not an index."""
+    try:
+        rows = con.execute("SELECT key, value FROM meta").fetchall()
+    except duckdb.CatalogException:
+        raise IndexVersionError("not a heritage index (no meta table)") from None
+    return {k: v for k, v in rows}
+
+
+def check_schema_version(meta: dict[str, str], where: object = "index") -> int:
+    """The file's schema version, or a clear error when this code cannot read it."""
+    raw = meta.get("schema_version")
+    try:
+        version = int(raw) if raw is not None else None
+    except ValueError:
+        version = None
+    if version is None:
+        raise IndexVersionError(f"{where}: not a heritage index (no valid schema_version)")
+    if version > SCHEMA_VERSION:
+        raise IndexVersionError(
+            f"{where}: index schema version {version} is newer than this heritage "
+            f"{__version__} understands ({SCHEMA_VERSION}); upgrade heritage to read it"
+        )
+    if version < SCHEMA_VERSION:
+        raise IndexVersionError(
+            f"{where}: index schema version {version} is older than {SCHEMA_VERSION} and "
+            "cannot be migrated; rebuild the index"
+        )
+    return version
+
+
+def _attach_readonly(path: Path) -> duckdb.DuckDBPyConnection:
+    # A fresh in-memory DuckDB that ATTACHes the file, rather than duckdb.connect(path):
+    # connect() shares one cached instance per path inside a process, so a reader opened
+    # before a write would hand later readers the replaced (old) file.
+    con = duckdb.connect()
+    try:
+        con.execute(f"ATTACH {_sql_string(str(path))} AS {CATALOG} (READ_ONLY)")
+        con.execute(f"USE {CATALOG}")
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def connect_readonly(path: Path | str) -> duckdb.DuckDBPyConnection:
+    """A read-only connection whose current database is the index (schema version checked).
+
+    Each call sees the file as it is now; an open connection keeps reading the index it
+    opened, even after a write replaces it.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no index file")
+    con = _attach_readonly(path)
+    try:
+        check_schema_version(read_meta(con), path)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def read_index(path: Path | str) -> IndexData:
+    """Every table of an index as polars frames; empty frames when there is no file yet."""
+    path = Path(path)
+    if not path.exists():
+        return IndexData()
+    con = connect_readonly(path)
+    try:
+        frames = {
+            t: con.sql(f"SELECT * FROM {t} ORDER BY {ORDER_BY[t]}").pl().cast(table_schema(t))
+            for t in TABLES
+        }
+        return IndexData(**frames, meta=read_meta(con))
+    finally:
+        con.close()
+
+
+def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:
+    """Insert a whole frame in one set-based statement (Arrow scan, no per-row work)."""
+    columns = table_schema(table).names()
+    unknown = [c for c in frame.columns if c not in columns]
+    if unknown:
+        raise ValueError(f"frame for table {table!r} has unknown column(s) {', '.join(unknown)}")
+    if frame.width == 0 or frame.height == 0:
+        return
+    con.register(_FRAME, frame)
+    try:
+        names = ", ".join(f'"{c}"' for c in frame.columns)
+        con.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {_FRAME}")
+    finally:
+        con.unregister(_FRAME)
+
+
+def _meta_frame(extra: dict[str, str]) -> pl.DataFrame:
+    meta = {str(k): str(v) for k, v in extra.items() if k not in RESERVED_META}
+    meta.update(
+        schema_version=str(SCHEMA_VERSION),
+        tool_version=__version__,
+        storage_version=STORAGE_VERSION,
+        written_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    return pl.DataFrame(
+        {"key": list(meta), "value": list(meta.values())}, schema=table_schema("meta")
+    )
+
+
+def _build(tmp: Path, data: IndexData) -> None:
+    """Write the complete index into ``tmp`` and make it durable."""
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")  # tz-aware timestamps land as UTC wall time
+        con.execute(
+            f"ATTACH {_sql_string(str(tmp))} AS {_NEW} "
+            f"(STORAGE_VERSION {_sql_string(STORAGE_VERSION)})"
+        )
+        con.execute(f"USE {_NEW}")
+        con.execute(schema_sql())
+        for table, frame in data.frames().items():
+            _insert(con, table, frame)
+        _insert(con, "meta", _meta_frame(data.meta))
+        con.execute(f"CHECKPOINT {_NEW}")
+        con.execute("USE memory")
+        con.execute(f"DETACH {_NEW}")
+    finally:
+        con.close()
+    if _wal(tmp).exists():  # everything must be in the main file before it is published
+        raise RuntimeError(f"{tmp}: DuckDB left a write-ahead log after checkpoint")
+    _fsync(tmp)
+
+
+def _refuse_newer(path: Path) -> None:
+    """Never let an older heritage overwrite an index written by a newer schema."""
+    try:
+        con = _attach_readonly(path)
+    except duckdb.Error:
+        return  # unreadable: it is kept as .bak, the new index replaces it
+    try:
+        version = read_meta(con).get("schema_version", "")
+    except (IndexVersionError, duckdb.Error):
+        return
+    finally:
+        con.close()
+    if version.isdigit() and int(version) > SCHEMA_VERSION:
+        check_schema_version({"schema_version": version}, path)
+
+
+def _keep_backup(path: Path) -> None:
+    """Make ``<path>.bak`` the current index while ``path`` stays in place for readers."""
+    bak = backup_path(path)
+    _remove(bak, _wal(bak))
+    try:
+        os.link(path, bak)  # same bytes, no copy; survives the rename onto path
+    except OSError:
+        partial = bak.with_name(bak.name + f".tmp-{os.getpid()}")
+        shutil.copy2(path, partial)
+        os.replace(partial, bak)
+    if _wal(path).exists():  # a WAL belongs to the old file; never pair it with the new one
+        os.replace(_wal(path), _wal(bak))
+
+
+def write_index(path: Path | str, data: IndexData) -> None:
+    """Atomically replace the index at ``path`` with ``data`` (previous one kept as .bak)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        _refuse_newer(path)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    _remove(tmp, _wal(tmp))
+    try:
+        _build(tmp, data)
+        if path.exists():
+            _keep_backup(path)
+        os.replace(tmp, path)
+    except BaseException:
+        _remove(tmp, _wal(tmp))
+        raise
+    _fsync(path.parent, directory=True)

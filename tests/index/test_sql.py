@@ -1,0 +1,95 @@
+"""The SQL surface of the index: ancestry macros, declared-vs-inferred, README examples."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from heritage.index import connect_readonly, write_index
+
+from .sample import sample_index
+
+README_SECTION = Path(__file__).resolve().parents[2] / "heritage" / "index" / "README_SECTION.md"
+
+
+@pytest.fixture(scope="module")
+def con(tmp_path_factory: pytest.TempPathFactory) -> duckdb.DuckDBPyConnection:
+    path = tmp_path_factory.mktemp("sql") / "heritage.duckdb"
+    write_index(path, sample_index())
+    con = connect_readonly(path)
+    yield con
+    con.close()
+
+
+def depths(con: duckdb.DuckDBPyConnection, query: str) -> set[tuple]:
+    return set(con.execute(f"SELECT model_id, depth, parent_id, child_id FROM {query}").fetchall())
+
+
+def test_ancestors_by_id_and_by_name(con: duckdb.DuckDBPyConnection) -> None:
+    expected = {
+        ("c", 1, "c", "e"),
+        ("d", 1, "d", "e"),
+        ("b", 2, "b", "c"),
+        ("a", 2, "a", "d"),
+        ("a", 3, "a", "b"),  # a is also reached through b, one hop further
+    }
+    assert depths(con, "ancestors('e')") == expected
+    assert depths(con, "ancestors('org/model-e')") == expected
+    assert depths(con, "ancestors('c')") == {("b", 1, "b", "c"), ("a", 2, "a", "b")}
+    assert depths(con, "ancestors('a')") == set()
+    assert depths(con, "ancestors('no-such-model')") == set()
+
+
+def test_descendants_by_id_and_by_name(con: duckdb.DuckDBPyConnection) -> None:
+    expected = {
+        ("b", 1, "a", "b"),
+        ("d", 1, "a", "d"),
+        ("c", 2, "b", "c"),
+        ("e", 2, "d", "e"),
+        ("e", 3, "c", "e"),
+    }
+    assert depths(con, "descendants('a')") == expected
+    assert depths(con, "descendants('org/model-a')") == expected
+    assert depths(con, "descendants('e')") == set()
+
+
+def test_ancestor_rows_carry_names_and_relations(con: duckdb.DuckDBPyConnection) -> None:
+    rows = con.execute(
+        "SELECT model_id, name, relation, weight FROM ancestors('e') WHERE depth = 1"
+    ).fetchall()
+    assert rows == [("c", "org/model-c", "merge", 0.4), ("d", "org/model-d", "merge", 0.6)]
+    nearest = con.execute("SELECT model_id, min(depth) FROM ancestors('e') GROUP BY ALL")
+    assert dict(nearest.fetchall()) == {"a": 2, "b": 2, "c": 1, "d": 1}
+
+
+def test_declared_vs_inferred_statuses(con: duckdb.DuckDBPyConnection) -> None:
+    rows = con.execute(
+        "SELECT model_id, status, inferred_parents, matched_bases "
+        "FROM declared_vs_inferred ORDER BY model_id"
+    ).fetchall()
+    assert rows == [
+        ("b", "agrees", ["org/model-a"], ["org/model-a"]),
+        ("c", "disagrees", ["org/model-b"], []),
+        ("d", "inferred_only", ["org/model-a"], []),
+        ("e", "agrees", ["org/model-c", "org/model-d"], ["ORG/MODEL-D"]),  # case-insensitive
+        ("f", "declared_only", [], []),
+    ]
+
+
+def test_lineage_view_names_both_ends(con: duckdb.DuckDBPyConnection) -> None:
+    row = con.execute(
+        "SELECT parent_name, child_name, family_id FROM lineage WHERE child_id = 'b'"
+    ).fetchone()
+    assert row == ("org/model-a", "org/model-b", "fam-1")
+
+
+def test_readme_examples_run_as_printed(con: duckdb.DuckDBPyConnection) -> None:
+    blocks = re.findall(r"```sql\n(.*?)```", README_SECTION.read_text(), flags=re.S)
+    assert len(blocks) >= 3
+    results = [con.execute(sql).fetchall() for sql in blocks]
+    assert results[0][0][:3] == ("fam-1", 5, "org/model-a")
+    assert results[1][0][:3] == (1, "org/model-c", "merge")
+    assert results[2] == [("org/model-c", ["someone/else"], ["org/model-b"])]
