@@ -92,9 +92,13 @@ def _permute(j: np.ndarray, seed: int, bits: int) -> np.ndarray:
     return x
 
 
+# Tensors with at most this many times the sampled rows are cheap enough to read whole.
+SMALL_TENSOR_FACTOR = 4
+
+
 @lru_cache(maxsize=65536)
 def _rows_cached(name: str, row_shape: tuple[int, ...], n_rows: int, k: int) -> tuple[int, ...]:
-    if n_rows <= k:
+    if n_rows <= k * SMALL_TENSOR_FACTOR:
         return tuple(range(n_rows))
     bits = max(_UNIVERSE_BITS, (n_rows - 1).bit_length())
     seed = _seed(name, row_shape)

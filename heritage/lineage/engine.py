@@ -43,6 +43,7 @@ class LineageSettings:
     merge_candidates: int = 6
     use_times: bool = True  # creation times vote on direction when the source has them
     time_weight: float = 1.0  # share of the direction vote given to times when present
+    tree_method: str = "progress"  # "progress" (nearest less-trained model) or "mst"
     fan_branch: float = 0.15  # private branch above which a "continuation" is a sibling
     refine_rounds: int = 4  # re-root and re-fit the tree until it stops changing
     direction_penalty: float = 4.0  # extra cost factor for an edge against learned trends
@@ -252,6 +253,17 @@ def _recover_family(
         if {frozenset(e) for e in refined.edges} == {frozenset(e) for e in undirected.edges}:
             break
         undirected = refined
+    if settings.tree_method == "progress":
+        for _ in range(settings.refine_rounds):
+            directed = _progress_tree(stats, tree_nodes, pairs, undirected, root, settings)
+            undirected = nx.Graph(directed)
+            undirected.add_nodes_from(tree_nodes)
+            new_root, edge_conf, root_conf = _choose_root(
+                models, stats, tree_nodes, undirected, settings
+            )
+            if new_root == root:
+                break
+            root = new_root
     graph.nodes[models[root].id]["root_confidence"] = round(root_conf, 4)
     directed = _split_fans(x, directed, settings)
     for parent, child in directed:
@@ -522,6 +534,50 @@ def _arborescence(
     except nx.NetworkXException:
         return rooted
     return sorted(arb.edges)
+
+
+def _progress_order(stats: np.ndarray, nodes: list[int], tree: nx.Graph, root: int) -> np.ndarray:
+    """A training-progress score per node: statistics signed and weighted by how
+    consistently they move outward along the rooted tree, combined as mean ranks."""
+    pos = {v: k for k, v in enumerate(nodes)}
+    rooted = list(nx.bfs_edges(tree, root))
+    steps = np.sign(np.array([stats[pos[v]] - stats[pos[u]] for u, v in rooted]))
+    learned = np.sign(steps.sum(axis=0))
+    weight = np.abs(steps.sum(axis=0)) / max(len(rooted), 1)
+    ranks = _ranks(stats) / max(len(nodes) - 1, 1)
+    signed = np.where(learned > 0, ranks, 1.0 - ranks)
+    return (signed @ weight) / max(float(weight.sum()), 1e-12)
+
+
+def _progress_tree(
+    stats: np.ndarray,
+    nodes: list[int],
+    pairs: dict[tuple[int, int], float],
+    tree: nx.Graph,
+    root: int,
+    settings: LineageSettings,
+) -> list[tuple[int, int]]:
+    """Each model's parent is its nearest neighbour among models that are less trained."""
+    if stats.shape[1] == 0:
+        return list(nx.bfs_edges(tree, root))
+    pi = _progress_order(stats, nodes, tree, root)
+    pos = {v: k for k, v in enumerate(nodes)}
+    pi[pos[root]] = -np.inf
+    edges = []
+    for v in nodes:
+        if v == root:
+            continue
+        best = None
+        for u in nodes:
+            if u == v or pi[pos[u]] >= pi[pos[v]]:
+                continue
+            d = _dist(pairs, u, v)
+            if d is not None and (best is None or d < best[0]):
+                best = (d, u)
+        if best is None:
+            best = (0.0, root)
+        edges.append((best[1], v))
+    return sorted(edges)
 
 
 def _nearest_pairs(

@@ -65,7 +65,7 @@ def precision_bits(fp: Fingerprint) -> int:
     bits = stored
     if bits > 16 and (_fits(values, np.float16) or _fits(values, ml_dtypes.bfloat16)):
         bits = 16
-    grid = np.mean([int8_grid_fraction(t.values) for t in mats[:2]])
+    grid = float(np.median([int8_grid_fraction(t.values) for t in mats[:5]]))
     if grid >= 0.9:
         bits = 8
     return bits
