@@ -127,6 +127,22 @@ def sample_plan(t: TensorInfo, settings: FingerprintSettings) -> RowSample:
     return RowSample(list(rows), (offset, offset + span))
 
 
+def fingerprint_nbytes(
+    tensors: Iterable[TensorInfo], settings: FingerprintSettings | None = None
+) -> int:
+    """Bytes of sampled values a fingerprint of these tensors holds, known from the listing."""
+    settings = settings or FingerprintSettings()
+    total = 0
+    for t in tensors:
+        p = sample_plan(t, settings)
+        total += (
+            len(p.rows) * (p.cols[1] - p.cols[0]) * 4
+            if len(t.shape) > 1
+            else (p.cols[1] - p.cols[0]) * 4
+        )
+    return total
+
+
 def tensor_stats(values: np.ndarray) -> dict[str, float]:
     """Mean, spread, shape and norm of a sample: cheap evidence kept beside the vectors."""
     v = values.astype(np.float64).ravel()

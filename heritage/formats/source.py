@@ -14,7 +14,8 @@ from typing import Protocol, runtime_checkable
 from heritage.formats.errors import BadCheckpoint
 
 # Ranges closer than this are read in one request: a small over-read beats a round trip.
-DEFAULT_COALESCE_GAP = 64 * 1024
+# Local reads are cheap, so only ranges within a page merge; HTTP sources merge wider.
+DEFAULT_COALESCE_GAP = 4 * 1024
 
 
 @runtime_checkable

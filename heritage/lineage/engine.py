@@ -44,7 +44,6 @@ class LineageSettings:
     use_times: bool = True  # creation times vote on direction when the source has them
     time_weight: float = 1.0  # share of the direction vote given to times when present
     tree_method: str = "progress"  # "progress" (nearest less-trained model) or "mst"
-    fan_branch: float = 0.15  # private branch above which a "continuation" is a sibling
     refine_rounds: int = 4  # re-root and re-fit the tree until it stops changing
     direction_penalty: float = 4.0  # extra cost factor for an edge against learned trends
 
@@ -265,8 +264,7 @@ def _recover_family(
                 break
             root = new_root
     graph.nodes[models[root].id]["root_confidence"] = round(root_conf, 4)
-    directed = _split_fans(x, directed, settings)
-    for parent, child in directed:
+    for parent, child in sorted(directed):
         d = _dist(pairs, parent, child) or 0.0
         topo = _topology_confidence(pairs, parent, child, d, tree_nodes)
         conf = topo * edge_conf.get((parent, child), 0.5)
@@ -595,35 +593,6 @@ def _nearest_pairs(
         for _, w in sorted(lst)[:k]:
             keep.add((min(v, w), max(v, w)))
     return [(i, j, pairs[(i, j)]) for i, j in sorted(keep)]
-
-
-def _split_fans(
-    x: np.ndarray, edges: list[tuple[int, int]], settings: LineageSettings
-) -> list[tuple[int, int]]:
-    """Re-attach to the grandparent a child that only looks like a continuation.
-
-    Siblings fine-tuned from one parent on one task (a hyper-parameter sweep) line up
-    along one direction, so the nearer one looks like the other's parent. A real
-    intermediate checkpoint lies on the path from its parent to its child (its private
-    branch is ~0: the child inherits all of its noise); a sibling sits off that path by
-    its own noise. For P -> a -> c with c continuing a's direction, c moves up to P when
-    a's private branch (Gromov product, relative to |P - a|) exceeds ``fan_branch``.
-    """
-    parent = {c: p for p, c in edges}
-    out = []
-    for p, c in edges:
-        gp = parent.get(p)
-        if gp is not None:
-            d_ga = float(np.linalg.norm(x[p] - x[gp]))
-            d_ac = float(np.linalg.norm(x[c] - x[p]))
-            d_gc = float(np.linalg.norm(x[c] - x[gp]))
-            continues = float((x[p] - x[gp]) @ (x[p] - x[c])) < 0
-            branch = (d_ga + d_ac - d_gc) / (2 * d_ga) if d_ga > 0 else 0.0
-            if continues and branch > settings.fan_branch:
-                out.append((gp, c))
-                continue
-        out.append((p, c))
-    return sorted(out)
 
 
 def _ranks(a: np.ndarray) -> np.ndarray:

@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from heritage.lineage import LineageSettings, ModelInput, recover_lineage
+from tests.lineage.synthetic import average, bf16, finetune, int8, make, root
+
+
+@pytest.fixture(scope="module")
+def zoo():
+    """Two independent roots; a has a child, a grandchild, copies and a merge."""
+    a, b = root(1), root(2)
+    a1 = finetune(a, 11)
+    a2 = finetune(a, 12)
+    a11 = finetune(a1, 111)
+    b1 = finetune(b, 21)
+    return {
+        "a": make(a),
+        "a1": make(a1),
+        "a2": make(a2),
+        "a11": make(a11),
+        "a1-dup": make(a1),
+        "a1-bf16": make(bf16(a1), dtype="BF16"),
+        "a2-int8": make(int8(a2)),
+        "a-soup": make(average(a1, a2, 0.3)),
+        "b": make(b),
+        "b1": make(b1),
+    }
+
+
+def _graph(zoo, **kw):
+    return recover_lineage(
+        [ModelInput(k, v) for k, v in zoo.items()], LineageSettings(use_times=False, **kw)
+    )
+
+
+def test_independent_roots_are_never_one_family(zoo):
+    g = _graph(zoo)
+    fam = {n: g.nodes[n]["family"] for n in g.nodes}
+    assert len({fam[n] for n in zoo if n.startswith("a")}) == 1
+    assert {fam["b"]} == {fam["b1"]} != {fam["a"]}
+    assert not any(fam[u] != fam[v] for u, v in g.edges)
+
+
+def test_duplicates_and_copies_are_found(zoo):
+    g = _graph(zoo)
+    dup = [(u, v) for u, v, d in g.edges(data=True) if d["relation"] == "duplicate"]
+    assert {frozenset(e) for e in dup} == {frozenset(("a1", "a1-dup"))}
+    assert g.edges[next(iter(dup))]["confidence"] == 1.0
+    rel = {(u, v): d["relation"] for u, v, d in g.edges(data=True)}
+    q = {v: u for (u, v), r in rel.items() if r == "quantized"}
+    assert q["a1-bf16"] in ("a1", "a1-dup") and q["a2-int8"] == "a2"
+    # quantized copies are leaves
+    assert g.out_degree("a1-bf16") == 0 and g.out_degree("a2-int8") == 0
+
+
+def test_merge_gets_two_parents_with_weights(zoo):
+    g = _graph(zoo)
+    parents = {u: d for u, _, d in g.in_edges("a-soup", data=True)}
+    assert set(parents) <= {"a1", "a1-dup", "a2"} and len(parents) == 2
+    assert all(d["relation"] == "merge" for d in parents.values())
+    weights = sorted(d["weight"] for d in parents.values())
+    assert weights == pytest.approx([0.3, 0.7], abs=0.01)
+
+
+def test_tree_edges_and_roots(zoo):
+    g = _graph(zoo)
+    assert g.in_degree("a") == 0 and g.in_degree("b") == 0
+    parent = {v: u for u, v, d in g.edges(data=True) if d["relation"] == "finetune"}
+    assert parent["b1"] == "b"
+    assert parent["a11"] in ("a1", "a1-dup")
+    assert parent["a2"] == "a"
+    for _, _, d in g.edges(data=True):
+        assert 0.0 <= d["confidence"] <= 1.0 and d["method"]
+
+
+def test_result_does_not_depend_on_input_order(zoo):
+    items = list(zoo.items())
+    random.Random(3).shuffle(items)
+    g1 = _graph(zoo)
+    g2 = recover_lineage([ModelInput(k, v) for k, v in items], LineageSettings(use_times=False))
+    assert sorted(g1.edges(data=True)) == sorted(g2.edges(data=True))
+    assert dict(g1.nodes(data=True)) == dict(g2.nodes(data=True))
+
+
+def test_times_orient_a_duplicate_pair():
+    w = root(5)
+    inputs = [
+        ModelInput("late", make(w), created_at=200.0),
+        ModelInput("early", make(w), created_at=100.0),
+    ]
+    g = recover_lineage(inputs)
+    assert list(g.edges) == [("early", "late")]
+    assert g.edges["early", "late"]["relation"] == "duplicate"
+
+
+def test_single_model_and_empty_input():
+    g = recover_lineage([ModelInput("only", make(root(9)))])
+    assert list(g.nodes) == ["only"] and not g.edges
+    assert recover_lineage([]).number_of_nodes() == 0
+
+
+def test_duplicate_ids_are_refused():
+    with pytest.raises(ValueError, match="unique"):
+        recover_lineage([ModelInput("x", make(root(1))), ModelInput("x", make(root(2)))])
