@@ -369,7 +369,8 @@ def _spanning_tree(
 def _batch_stats(values: np.ndarray) -> np.ndarray:
     """Statistics that drift with training, for a stack of samples (models, rows, cols):
     scale, tails, spread, and for matrices the spectrum and row-norm spread."""
-    v = values.astype(np.float32)
+    # non-finite entries (a corrupt or overflowed checkpoint) must not break the spectrum
+    v = np.nan_to_num(values.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
     n = v.shape[0]
     flat = v.reshape(n, -1)
     c = flat - flat.mean(axis=1, keepdims=True)
