@@ -44,6 +44,8 @@ class LineageSettings:
     use_times: bool = True  # creation times vote on direction when the source has them
     time_weight: float = 1.0  # share of the direction vote given to times when present
     tree_method: str = "progress"  # "progress" (nearest less-trained model) or "mst"
+    sweep_cosine: float = 0.0  # a step that moves on in the previous step's direction...
+    sweep_ratio: float = 1.0  # ...and is this much longer than it: a sibling, not a child
     refine_rounds: int = 4  # re-root and re-fit the tree until it stops changing
     direction_penalty: float = 4.0  # extra cost factor for an edge against learned trends
 
@@ -263,6 +265,7 @@ def _recover_family(
             if new_root == root:
                 break
             root = new_root
+    directed = _split_sweeps(x, directed, settings)
     graph.nodes[models[root].id]["root_confidence"] = round(root_conf, 4)
     for parent, child in sorted(directed):
         d = _dist(pairs, parent, child) or 0.0
@@ -535,14 +538,17 @@ def _arborescence(
     return sorted(arb.edges)
 
 
-def _progress_order(stats: np.ndarray, nodes: list[int], tree: nx.Graph, root: int) -> np.ndarray:
-    """A training-progress score per node: statistics signed and weighted by how
-    consistently they move outward along the rooted tree, combined as mean ranks."""
+def _progress_order(stats: np.ndarray, nodes: list[int], root: int) -> np.ndarray:
+    """A training-progress score per node, in [0, 1].
+
+    Every model of a family descends from its root, so each statistic's direction is
+    learned from how all models differ from the root (no tree needed); statistics are
+    weighted by how consistently they do, and combined as mean signed ranks.
+    """
     pos = {v: k for k, v in enumerate(nodes)}
-    rooted = list(nx.bfs_edges(tree, root))
-    steps = np.sign(np.array([stats[pos[v]] - stats[pos[u]] for u, v in rooted]))
-    learned = np.sign(steps.sum(axis=0))
-    weight = np.abs(steps.sum(axis=0)) / max(len(rooted), 1)
+    votes = np.sign(np.delete(stats, pos[root], axis=0) - stats[pos[root]])
+    learned = np.sign(votes.sum(axis=0))
+    weight = np.abs(votes.mean(axis=0)) if len(votes) else np.zeros(stats.shape[1])
     ranks = _ranks(stats) / max(len(nodes) - 1, 1)
     signed = np.where(learned > 0, ranks, 1.0 - ranks)
     return (signed @ weight) / max(float(weight.sum()), 1e-12)
@@ -559,7 +565,7 @@ def _progress_tree(
     """Each model's parent is its nearest neighbour among models that are less trained."""
     if stats.shape[1] == 0:
         return list(nx.bfs_edges(tree, root))
-    pi = _progress_order(stats, nodes, tree, root)
+    pi = _progress_order(stats, nodes, root)
     pos = {v: k for k, v in enumerate(nodes)}
     pi[pos[root]] = -np.inf
     edges = []
@@ -594,6 +600,39 @@ def _nearest_pairs(
         for _, w in sorted(lst)[:k]:
             keep.add((min(v, w), max(v, w)))
     return [(i, j, pairs[(i, j)]) for i, j in sorted(keep)]
+
+
+def _split_sweeps(
+    x: np.ndarray, edges: list[tuple[int, int]], settings: LineageSettings
+) -> list[tuple[int, int]]:
+    """Siblings of a learning-rate sweep look like a chain; give them back to the parent.
+
+    Runs from one parent on one task line up along one direction, farther for a larger
+    learning rate, so each looks like the parent of the next. A real chain of
+    checkpoints of one run takes shrinking steps as optimisation settles; a step that
+    moves on in the previous one's direction (cosine above ``sweep_cosine``) but is
+    longer than the whole previous edge (ratio above ``sweep_ratio``) is read as a
+    sibling trained harder. Processed top-down, so a whole sweep collapses to a fan.
+    """
+    parent = {c: p for p, c in edges}
+    children: dict[int, list[int]] = {}
+    for p, c in edges:
+        children.setdefault(p, []).append(c)
+    roots = [p for p in children if p not in parent]
+    queue = sorted(roots)
+    while queue:
+        p = queue.pop(0)
+        for c in sorted(children.get(p, [])):
+            gp = parent.get(p)
+            if gp is not None:
+                first, second = x[p] - x[gp], x[c] - x[p]
+                d1, d2 = float(np.linalg.norm(first)), float(np.linalg.norm(second))
+                if d1 > 0 and d2 > 0:
+                    cosine = float(first @ second) / (d1 * d2)
+                    if cosine > settings.sweep_cosine and d2 > settings.sweep_ratio * d1:
+                        parent[c] = gp
+            queue.append(c)
+    return sorted((p, c) for c, p in parent.items())
 
 
 def _ranks(a: np.ndarray) -> np.ndarray:
