@@ -377,18 +377,21 @@ def _batch_stats(values: np.ndarray) -> np.ndarray:
     n = v.shape[0]
     flat = v.reshape(n, -1)
     c = flat - flat.mean(axis=1, keepdims=True)
-    var = (c**2).mean(axis=1)
+    c2 = c * c
+    var = c2.mean(axis=1)
     safe = np.where(var > 0, var, 1.0)
     cols = [
-        np.sqrt((flat**2).mean(axis=1)),
-        np.where(var > 0, (c**4).mean(axis=1) / safe**2 - 3.0, 0.0),
+        np.sqrt(np.einsum("ij,ij->i", flat, flat) / flat.shape[1]),
+        np.where(var > 0, np.einsum("ij,ij->i", c2, c2) / c2.shape[1] / safe**2 - 3.0, 0.0),
         np.where(var > 0, np.abs(c).mean(axis=1) / np.sqrt(safe), 0.0),
     ]
     if v.ndim == 3 and v.shape[1] > 1 and v.shape[2] > 1:
-        centred = v - v.mean(axis=(1, 2), keepdims=True)
-        sv = np.linalg.svd(centred, compute_uv=False)
-        e = sv**2 / np.maximum((sv**2).sum(axis=1, keepdims=True), 1e-300)
-        rn = np.linalg.norm(v, axis=2)
+        centred = c.reshape(v.shape)
+        small = centred if v.shape[1] <= v.shape[2] else centred.transpose(0, 2, 1)
+        # squared singular values are the eigenvalues of the smaller Gram matrix
+        eig = np.clip(np.linalg.eigvalsh(small @ small.transpose(0, 2, 1)), 0.0, None)[:, ::-1]
+        e = eig / np.maximum(eig.sum(axis=1, keepdims=True), 1e-30)
+        rn = np.sqrt(np.einsum("ijk,ijk->ij", v, v))
         cols += [
             e[:, 0],
             -(e * np.log(e + 1e-30)).sum(axis=1),

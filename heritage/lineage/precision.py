@@ -28,6 +28,10 @@ def int8_grid_fraction(values: np.ndarray, tol: float = 0.15, max_rows: int = 4)
     """
     if values.ndim != 2 or values.shape[1] < 16:
         return 0.0
+    # a grid of at most 255 levels repeats values in any long row; trained floats do not
+    head = np.abs(values[0])
+    if np.unique(head).size == head.size and head.size > 64:
+        return 0.0
     hits = 0
     rows = values[:max_rows].astype(np.float64)
     for row in rows:
