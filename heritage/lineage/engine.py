@@ -180,6 +180,17 @@ def _family_pairs(
     return {(members[i], members[j]): float(v) for (i, j), v in zip(local, d, strict=True)}
 
 
+def _neighbour_lists(pairs: dict[tuple[int, int], float]) -> dict[int, list[tuple[float, int]]]:
+    """For each model, its measured neighbours sorted by distance (ties by index)."""
+    near: dict[int, list[tuple[float, int]]] = {}
+    for (i, j), d in pairs.items():
+        near.setdefault(i, []).append((d, j))
+        near.setdefault(j, []).append((d, i))
+    for lst in near.values():
+        lst.sort()
+    return near
+
+
 def _dist(pairs: dict[tuple[int, int], float], i: int, j: int) -> float | None:
     return pairs.get((i, j) if i < j else (j, i))
 
@@ -256,7 +267,7 @@ def _recover_family(
         undirected = refined
     if settings.tree_method == "progress":
         for _ in range(settings.refine_rounds):
-            directed = _progress_tree(stats, tree_nodes, pairs, undirected, root, settings)
+            directed = _progress_tree(x, stats, tree_nodes, pairs, undirected, root, settings)
             undirected = nx.Graph(directed)
             undirected.add_nodes_from(tree_nodes)
             new_root, edge_conf, root_conf = _choose_root(
@@ -267,9 +278,13 @@ def _recover_family(
             root = new_root
     directed = _split_sweeps(x, directed, settings)
     graph.nodes[models[root].id]["root_confidence"] = round(root_conf, 4)
+    lists = _neighbour_lists(pairs)
+    node_set = set(tree_nodes)
     for parent, child in sorted(directed):
-        d = _dist(pairs, parent, child) or 0.0
-        topo = _topology_confidence(pairs, parent, child, d, tree_nodes)
+        d = _dist(pairs, parent, child)
+        if d is None:
+            d = float(np.linalg.norm(x[parent] - x[child]))
+        topo = _topology_confidence(lists, parent, child, d, node_set)
         conf = topo * edge_conf.get((parent, child), 0.5)
         _edge(graph, models, parent, child, "finetune", conf, d)
 
@@ -316,10 +331,11 @@ def _find_merges(
     run is not, because training never moves in a straight line.
     """
     found: list[tuple[float, int, int, int, float, float, float]] = []
+    core_set = set(core)
+    lists = _neighbour_lists(pairs)
     for c in core:
-        near = sorted(
-            (d, j) for j in core if j != c and (d := _dist(pairs, c, j)) is not None and d > 0
-        )[: settings.merge_candidates]
+        near = [(d, j) for d, j in lists.get(c, []) if j in core_set and d > 0]
+        near = near[: settings.merge_candidates]
         best = None
         for ai in range(len(near)):
             for bi in range(ai + 1, len(near)):
@@ -558,6 +574,7 @@ def _progress_order(stats: np.ndarray, nodes: list[int], root: int) -> np.ndarra
 
 
 def _progress_tree(
+    x: np.ndarray,
     stats: np.ndarray,
     nodes: list[int],
     pairs: dict[tuple[int, int], float],
@@ -571,20 +588,20 @@ def _progress_tree(
     pi = _progress_order(stats, nodes, root)
     pos = {v: k for k, v in enumerate(nodes)}
     pi[pos[root]] = -np.inf
+    node_set = set(nodes)
+    lists = _neighbour_lists(pairs)
     edges = []
     for v in nodes:
         if v == root:
             continue
-        best = None
-        for u in nodes:
-            if u == v or pi[pos[u]] >= pi[pos[v]]:
-                continue
-            d = _dist(pairs, u, v)
-            if d is not None and (best is None or d < best[0]):
-                best = (d, u)
-        if best is None:
-            best = (0.0, root)
-        edges.append((best[1], v))
+        below = [(d, u) for d, u in lists.get(v, []) if u in node_set and pi[pos[u]] < pi[pos[v]]]
+        if below:
+            edges.append((below[0][1], v))
+            continue
+        # no measured neighbour is less trained: measure all that are
+        cands = [u for u in nodes if pi[pos[u]] < pi[pos[v]]]
+        d = np.linalg.norm(x[cands] - x[v], axis=1)
+        edges.append((cands[int(np.argmin(d))], v))
     return sorted(edges)
 
 
@@ -656,13 +673,11 @@ def _trend_signs(stats: np.ndarray, progress: np.ndarray) -> tuple[np.ndarray, n
 
 
 def _topology_confidence(
-    pairs: dict[tuple[int, int], float], parent: int, child: int, d: float, nodes: list[int]
+    lists: dict[int, list[tuple[float, int]]], parent: int, child: int, d: float, nodes: set[int]
 ) -> float:
     """How clearly the chosen parent beats the next-closest alternative for this child."""
-    alts = [
-        v for j in nodes if j not in (parent, child) and (v := _dist(pairs, child, j)) is not None
-    ]
-    if not alts or d == 0:
+    alt = next((v for v, j in lists.get(child, []) if j != parent and j in nodes), None)
+    if alt is None or d == 0:
         return 1.0
-    margin = (min(alts) - d) / d
+    margin = (alt - d) / d
     return _logistic(8.0 * margin)
