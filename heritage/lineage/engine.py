@@ -43,11 +43,9 @@ class LineageSettings:
     merge_candidates: int = 6
     use_times: bool = True  # creation times vote on direction when the source has them
     time_weight: float = 1.0  # share of the direction vote given to times when present
-    tree_method: str = "progress"  # "progress" (nearest less-trained model) or "mst"
     sweep_cosine: float = 0.0  # a step that moves on in the previous step's direction...
     sweep_ratio: float = 1.0  # ...and is this much longer than it: a sibling, not a child
     refine_rounds: int = 4  # re-root and re-fit the tree until it stops changing
-    direction_penalty: float = 4.0  # extra cost factor for an edge against learned trends
 
 
 @dataclass
@@ -256,26 +254,17 @@ def _recover_family(
     undirected = _spanning_tree(x, tree_nodes, pairs)
     tree_nodes = sorted(tree_nodes)
     stats = _progress_stats(models, tree_nodes)
+    root, edge_conf, root_conf = _choose_root(models, stats, tree_nodes, undirected, settings)
     for _ in range(settings.refine_rounds):
-        root, edge_conf, root_conf = _choose_root(models, stats, tree_nodes, undirected, settings)
-        directed = _arborescence(stats, tree_nodes, pairs, undirected, root, settings)
-        refined = nx.Graph()
-        refined.add_nodes_from(tree_nodes)
-        refined.add_edges_from((u, v, {"distance": _dist(pairs, u, v)}) for u, v in directed)
-        if {frozenset(e) for e in refined.edges} == {frozenset(e) for e in undirected.edges}:
+        directed = _progress_tree(x, stats, tree_nodes, pairs, root)
+        undirected = nx.Graph(directed)
+        undirected.add_nodes_from(tree_nodes)
+        new_root, edge_conf, root_conf = _choose_root(
+            models, stats, tree_nodes, undirected, settings
+        )
+        if new_root == root:
             break
-        undirected = refined
-    if settings.tree_method == "progress":
-        for _ in range(settings.refine_rounds):
-            directed = _progress_tree(x, stats, tree_nodes, pairs, undirected, root, settings)
-            undirected = nx.Graph(directed)
-            undirected.add_nodes_from(tree_nodes)
-            new_root, edge_conf, root_conf = _choose_root(
-                models, stats, tree_nodes, undirected, settings
-            )
-            if new_root == root:
-                break
-            root = new_root
+        root = new_root
     directed = _split_sweeps(x, directed, settings)
     graph.nodes[models[root].id]["root_confidence"] = round(root_conf, 4)
     lists = _neighbour_lists(pairs)
@@ -509,54 +498,6 @@ def _choose_root(
     return root, edge_conf, root_conf
 
 
-def _arborescence(
-    stats: np.ndarray,
-    nodes: list[int],
-    pairs: dict[tuple[int, int], float],
-    tree: nx.Graph,
-    root: int,
-    settings: LineageSettings,
-) -> list[tuple[int, int]]:
-    """Minimum arborescence over candidate edges, costs = distance x direction disagreement.
-
-    The sign with which each statistic moves from parent to child is learned from the
-    rooted spanning tree (majority over its edges); an edge against those signs costs more.
-    """
-    pos = {v: k for k, v in enumerate(nodes)}
-    rooted = list(nx.bfs_edges(tree, root))
-    if not rooted or stats.shape[1] == 0:
-        return rooted
-    steps = np.sign(np.array([stats[pos[v]] - stats[pos[u]] for u, v in rooted]))
-    learned = np.sign(steps.sum(axis=0))
-    weight = np.abs(steps.sum(axis=0)) / len(rooted)  # how consistent each statistic is
-    if weight.sum() == 0:
-        return rooted
-    cand = _nearest_pairs(nodes, pairs, settings.k_neighbours)
-    src = np.array([pos[i] for i, _, _ in cand] + [pos[j] for _, j, _ in cand])
-    dst = np.array([pos[j] for _, j, _ in cand] + [pos[i] for i, _, _ in cand])
-    dist = np.array([d for _, _, d in cand] * 2)
-    change = np.sign(stats[dst] - stats[src]) * learned
-    moved = (change != 0).astype(float) @ weight
-    against = (change < 0).astype(float) @ weight
-    disagree = np.divide(against, moved, out=np.full(len(dist), 0.5), where=moved > 0)
-    cost = dist * (1.0 + settings.direction_penalty * disagree)
-    g = nx.DiGraph()
-    g.add_nodes_from(nodes)
-    g.add_weighted_edges_from(
-        (
-            (nodes[a], nodes[b], c)
-            for a, b, c in zip(src, dst, cost, strict=True)
-            if nodes[b] != root
-        ),
-        weight="cost",
-    )
-    try:
-        arb = nx.minimum_spanning_arborescence(g, attr="cost", preserve_attrs=False)
-    except nx.NetworkXException:
-        return rooted
-    return sorted(arb.edges)
-
-
 def _progress_order(stats: np.ndarray, nodes: list[int], root: int) -> np.ndarray:
     """A training-progress score per node, in [0, 1].
 
@@ -578,13 +519,9 @@ def _progress_tree(
     stats: np.ndarray,
     nodes: list[int],
     pairs: dict[tuple[int, int], float],
-    tree: nx.Graph,
     root: int,
-    settings: LineageSettings,
 ) -> list[tuple[int, int]]:
     """Each model's parent is its nearest neighbour among models that are less trained."""
-    if stats.shape[1] == 0:
-        return list(nx.bfs_edges(tree, root))
     pi = _progress_order(stats, nodes, root)
     pos = {v: k for k, v in enumerate(nodes)}
     pi[pos[root]] = -np.inf
@@ -603,23 +540,6 @@ def _progress_tree(
         d = np.linalg.norm(x[cands] - x[v], axis=1)
         edges.append((cands[int(np.argmin(d))], v))
     return sorted(edges)
-
-
-def _nearest_pairs(
-    nodes: list[int], pairs: dict[tuple[int, int], float], k: int
-) -> list[tuple[int, int, float]]:
-    """Each node's k nearest neighbours among ``nodes``: the sparse candidate graph."""
-    node_set = set(nodes)
-    near: dict[int, list[tuple[float, int]]] = {v: [] for v in nodes}
-    for (i, j), d in pairs.items():
-        if i in node_set and j in node_set:
-            near[i].append((d, j))
-            near[j].append((d, i))
-    keep: set[tuple[int, int]] = set()
-    for v, lst in near.items():
-        for _, w in sorted(lst)[:k]:
-            keep.add((min(v, w), max(v, w)))
-    return [(i, j, pairs[(i, j)]) for i, j in sorted(keep)]
 
 
 def _split_sweeps(
@@ -657,19 +577,6 @@ def _split_sweeps(
 
 def _ranks(a: np.ndarray) -> np.ndarray:
     return np.argsort(np.argsort(a, axis=0, kind="stable"), axis=0).astype(float)
-
-
-def _trend_signs(stats: np.ndarray, progress: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sign and strength of each statistic's rank correlation with a progress measure."""
-    if len(progress) < 3:
-        return np.zeros(stats.shape[1]), np.zeros(stats.shape[1])
-    rs = _ranks(stats)
-    rp = _ranks(progress[:, None])[:, 0]
-    rs = rs - rs.mean(axis=0)
-    rp = rp - rp.mean()
-    denom = np.sqrt((rs**2).sum(axis=0) * (rp**2).sum())
-    corr = np.divide(rs.T @ rp, denom, out=np.zeros(stats.shape[1]), where=denom > 0)
-    return np.sign(corr), np.abs(corr)
 
 
 def _topology_confidence(
