@@ -43,7 +43,7 @@ def candidate_pairs(x: np.ndarray, k: int, block: int = 1024) -> np.ndarray:
     return np.unique(p, axis=0)
 
 
-def pair_distances(x: np.ndarray, pairs: np.ndarray, block: int = 4096) -> np.ndarray:
+def pair_distances(x: np.ndarray, pairs: np.ndarray) -> np.ndarray:
     """Euclidean distance for each pair: from the Gram matrix when most pairs are asked."""
     n = x.shape[0]
     if len(pairs) and len(pairs) >= n * (n - 1) // 4:
@@ -57,11 +57,23 @@ def pair_distances(x: np.ndarray, pairs: np.ndarray, block: int = 4096) -> np.nd
             i, j = pairs[k]
             out[k] = float(np.linalg.norm(x[i] - x[j]))
         return out
+    # sparse pairs: one small matrix-vector product per model, no (pairs x dims) copies
+    sq = np.einsum("ij,ij->i", x, x)
     out = np.empty(len(pairs))
-    for start in range(0, len(pairs), block):
-        p = pairs[start : start + block]
-        diff = x[p[:, 0]] - x[p[:, 1]]
-        out[start : start + block] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+    order = np.argsort(pairs[:, 0], kind="stable")
+    firsts = pairs[order, 0]
+    bounds = np.flatnonzero(np.diff(firsts)) + 1
+    for group in np.split(order, bounds):
+        if not len(group):
+            continue
+        i = pairs[group[0], 0]
+        js = pairs[group, 1]
+        d2 = sq[i] + sq[js] - 2.0 * (x[js] @ x[i])
+        out[group] = np.sqrt(np.maximum(d2, 0.0))
+    tiny = np.flatnonzero(out < 1e-6)
+    for k in tiny:
+        i, j = pairs[k]
+        out[k] = float(np.linalg.norm(x[i] - x[j]))
     return out
 
 
