@@ -51,8 +51,8 @@ def _row(label: str, s, secs: float) -> str:
     )
 
 
-def run_zoo(size: str, seed: int) -> None:
-    root = cached_zoo(size=size, seed=seed)
+def run_zoo(size: str, seed: int, root: Path | None = None) -> None:
+    root = root or cached_zoo(size=size, seed=seed)
     truth = load_truth(root)
     records = truth["models"]
     hashed = {m["location"]: _hash(m["location"]) for m in records}
@@ -77,7 +77,7 @@ def run_zoo(size: str, seed: int) -> None:
     full_bytes = np.mean([fp.nbytes for fp in full.values()])
     order = {hashed[m["location"]]: k for k, m in enumerate(records)}  # parents come first
 
-    print(f"\n### zoo {size}, seed {seed}: {len(records)} models")
+    print(f"\n### zoo {size}, seed {seed}: {len(records)} models ({root})")
     print(
         f"fingerprint {fp_bytes / 1024:.1f} KB/model (full weights {full_bytes / 1024:.1f} KB); read {read_s:.1f} s"
     )
@@ -180,13 +180,16 @@ def main() -> None:
     parser.add_argument("--size", nargs="*", default=["small", "medium"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scaling", nargs="*", type=int, default=[100, 1000, 10000])
+    parser.add_argument("--zoo", type=Path, nargs="*", default=[], help="extra zoo folders")
     args = parser.parse_args()
     for size in args.size:
         run_zoo(size, args.seed)
+    for folder in args.zoo:
+        truth = load_truth(folder)
+        run_zoo(truth["size"], truth["seed"], folder)
     if args.scaling:
         run_scaling(args.scaling)
 
 
 if __name__ == "__main__":
-    Path(__file__)  # keep the script runnable from anywhere
     main()
