@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO_DIR ?= .cache/demo
 
-.PHONY: setup test lint demo bench clean
+.PHONY: setup test lint demo bench bench-site browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,11 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+# Browser tests drive Debian's Chromium (never a downloaded browser); install it when missing.
+browser:
+	test -x /usr/bin/chromium || (apt-get update -qq && apt-get install -y -qq chromium)
+
+test: lint browser
 	$(BIN)/python -m pytest -q
 
 demo: setup
@@ -27,6 +31,10 @@ demo: setup
 
 bench: setup
 	$(BIN)/python bench/read.py
+	$(BIN)/python bench/lineage.py
+
+bench-site: setup
+	$(BIN)/python bench/site.py
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache

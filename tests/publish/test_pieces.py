@@ -1,0 +1,144 @@
+"""Unit tests of the site's building blocks: slugs, safe markdown, formatting, tree, charts."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime
+
+from heritage.publish.charts import param_buckets, size_buckets, time_buckets
+from heritage.publish.data import build_site
+from heritage.publish.fmt import finite, human_bytes, human_count, number
+from heritage.publish.markdown import render_markdown, safe_url
+from heritage.publish.slugs import slug
+from heritage.publish.tree import family_pages, short_label, text_width
+
+
+def test_slug_is_safe_stable_and_distinct() -> None:
+    ids = ["org/Name v2", "org/name-v2", "Org/Name V2", "<script>", "", "日本/モデル", "a" * 300]
+    slugs = [slug(i) for i in ids]
+    assert len(set(slugs)) == len(ids)
+    assert all(re.fullmatch(r"[a-z0-9-]{1,60}", s) for s in slugs)
+    assert slug("org/Name v2") == slug("org/Name v2") == "org-name-v2-" + slugs[0][-8:]
+    assert slug("<script>").startswith("script-")
+
+
+def test_markdown_escapes_html_and_drops_unsafe_links() -> None:
+    html = str(
+        render_markdown(
+            "<script>alert(1)</script> **b** [x](javascript:alert(1)) "
+            "[y](JaVaScRiPt:alert(1)) [z](https://ok.example/p?a=1&b=2) ![img](https://e/x.png) "
+            '<a href="javascript:alert(2)">raw</a> [q](https://e.org/"onclick="x)'
+        )
+    )
+    assert "<script" not in html and "&lt;script&gt;" in html
+    assert 'href="javascript' not in html.lower()  # shown as text, never as a link
+    assert (
+        '<a href="https://ok.example/p?a=1&amp;b=2" rel="nofollow noopener noreferrer">z</a>'
+        in html
+    )
+    assert "<img" not in html and "img" in html  # alt text only
+    assert "&lt;a href=" in html
+    assert 'onclick="' not in html
+    assert "<strong>b</strong>" in html
+
+
+def test_markdown_blocks() -> None:
+    html = str(
+        render_markdown("# Title\n\npara\nline\n\n- a\n- b\n\n1. one\n\n> q\n\n```\n<x>\n```")
+    )
+    assert '<p class="md-heading">Title</p>' in html  # never a real heading
+    assert "<h1" not in html
+    assert "<p>para line</p>" in html
+    assert "<ul><li>a</li><li>b</li></ul>" in html
+    assert "<ol><li>one</li></ol>" in html
+    assert "<blockquote><p>q</p></blockquote>" in html
+    assert "<pre><code>&lt;x&gt;</code></pre>" in html
+    assert str(render_markdown(None)) == "" and str(render_markdown("  \n")) == ""
+
+
+def test_markdown_is_fast_on_pathological_input() -> None:
+    start = time.perf_counter()
+    for text in ("`" * 20000, "*a " * 7000, "**" * 10000, "_" * 20000, "[" * 20000, "![](" * 5000):
+        render_markdown(text)
+    assert time.perf_counter() - start < 2.0
+
+
+def test_safe_url() -> None:
+    assert safe_url("https://a.b/c") == "https://a.b/c"
+    assert safe_url("mailto:x@y.z") == "mailto:x@y.z"
+    for bad in ("javascript:alert(1)", "data:text/html,x", "//evil.org", "/rel", "https://a b"):
+        assert safe_url(bad) is None
+
+
+def test_formatting() -> None:
+    assert human_count(7_241_732_096) == "7.24B"
+    assert human_count(22026) == "22.0K"
+    assert human_count(None) == "–"
+    assert human_count(12) == "12"
+    assert human_bytes(91037) == "88.9 KiB"
+    assert number(float("nan")) == "NaN"
+    assert number(1e-5) == "1.000e-05"
+    assert finite({"a": [float("inf"), 1.0], "b": float("nan")}) == {"a": [None, 1.0], "b": None}
+
+
+def test_charts_buckets() -> None:
+    assert param_buckets([5_000, 50_000, 60_000]) == [("1K–10K", 1), ("10K–100K", 2)]
+    assert param_buckets([]) == []
+    assert size_buckets([1, 1, 7])[:2] == [("1", 2), ("2", 0)]
+    days = time_buckets([datetime(2025, 1, 1), datetime(2025, 1, 3)])
+    assert days == [("2025-01-01", 1), ("2025-01-02", 0), ("2025-01-03", 1)]
+    months = time_buckets([datetime(2024, 1, 1), datetime(2024, 12, 31)])
+    assert len(months) == 12 and months[0] == ("2024-01", 1)
+
+
+def test_short_label_fits_the_box() -> None:
+    long = "sweepco/tinyllama-b-domain-sweep-lr0.0003-s0-extra-long-name"
+    label = short_label(long)
+    assert "…" in label and label.endswith("s0-extra-long-name"[-8:])
+    assert text_width(label) <= 190
+    assert short_label("org/a") == "org/a"
+
+
+def _model(mid: str, family: str = "f") -> dict:
+    return {"model_id": mid, "name": mid, "family_id": family, "status": "ok"}
+
+
+def test_tree_pages_cover_a_large_family_once() -> None:
+    ids = [f"m{i:03d}" for i in range(450)]
+    edges = [
+        {"parent_id": ids[(i - 1) // 3], "child_id": ids[i], "relation": "finetune"}
+        for i in range(1, 450)
+    ]
+    edges.append({"parent_id": ids[5], "child_id": ids[300], "relation": "merge"})
+    site = build_site(
+        [_model(i) for i in ids],
+        edges,
+        [{"family_id": "f", "root_model_id": ids[0]}],
+        [],
+        {},
+        [],
+    )
+    pages = family_pages(site.families[0], page_size=200)
+    assert [len(p.members) for p in pages] == [200, 200, 50]
+    listed = [m.id for p in pages for m in p.members]
+    assert sorted(listed) == sorted(ids)  # every member on exactly one page
+    assert pages[0].context == []
+    assert all(p.context for p in pages[1:])  # later pages show where their branches hang
+    assert "on page 2" in str(pages[0].svg)
+    for p in pages:
+        svg = str(p.svg)
+        assert svg.count("<a href=") >= len(p.members)
+        assert "<script" not in svg
+
+
+def test_tree_survives_a_cycle() -> None:
+    edges = [
+        {"parent_id": "a", "child_id": "b", "relation": "finetune", "confidence": 0.9},
+        {"parent_id": "b", "child_id": "a", "relation": "finetune", "confidence": 0.9},
+        {"parent_id": "b", "child_id": "c", "relation": "finetune", "confidence": 0.9},
+    ]
+    site = build_site([_model(i) for i in "abc"], edges, [], [], {}, [])
+    (page,) = family_pages(site.families[0])
+    assert sorted(m.id for m in page.members) == ["a", "b", "c"]
+    assert len(site.by_id["c"].path_to_root()) == 2  # c -> b -> a, then stops

@@ -1,0 +1,330 @@
+"""Publishing the index: pages, JSON API, exports, escaping, privacy and the atomic swap."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from xml.etree import ElementTree
+
+import networkx as nx
+import pytest
+
+from heritage.index import IndexData, write_index
+from heritage.publish import PublishError, add_publish_arguments, publish, run_publish
+from heritage.publish import build as build_module
+from heritage.publish.slugs import slug
+from tests.publish.conftest import EVIL_ID, EVIL_NAME, GATED_NAME, PRIVATE_NAME
+
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "base-uri 'none'; form-action 'none'"
+)
+
+
+class Tags(HTMLParser):
+    """Every start tag of a page with its attributes, as a browser would parse them."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+
+
+def pages(site: Path) -> list[Path]:
+    return sorted(site.rglob("*.html"))
+
+
+def text_files(site: Path) -> list[Path]:
+    return [p for p in site.rglob("*") if p.is_file()]
+
+
+def test_every_page_type_is_written(site: Path) -> None:
+    for rel in ("index.html", "models.html", "families.html", "stats.html", "add.html"):
+        assert (site / rel).is_file(), rel
+    assert (site / "models" / f"{slug('a')}.html").is_file()
+    assert (site / "families" / f"{slug('fam-1')}.html").is_file()
+    assert (site / "static" / "search-index.js").is_file()
+    assert (site / "static" / "catalog.js").is_file()
+    assert (site / ".heritage-site").is_file()
+
+
+def test_pages_have_csp_title_lang_and_one_h1(site: Path) -> None:
+    for page in pages(site):
+        html = page.read_text()
+        assert f'<meta http-equiv="Content-Security-Policy" content="{CSP}">' in html, page
+        assert '<html lang="en">' in html
+        assert re.search(r"<title>[^<]+ · Model Heritage</title>", html), page
+        assert html.count("<h1") == 1, page
+        levels = [int(h) for h in re.findall(r"<h([1-6])[\s>]", html)]
+        assert all(b <= a + 1 for a, b in zip(levels, levels[1:], strict=False)), (page, levels)
+        # No inline script, no inline style, no event handler attributes.
+        for tag, attrs in Tags(html).tags:
+            assert tag != "script" or attrs.get("src"), page
+            assert "style" not in attrs, (page, tag)
+            assert not any(a.startswith("on") for a in attrs), (page, tag, attrs)
+            for a in ("href", "src"):
+                assert not (attrs.get(a) or "").lower().startswith(("javascript:", "data:"))
+
+
+def test_nothing_is_loaded_from_elsewhere(site: Path) -> None:
+    for page in pages(site):
+        html = page.read_text()
+        for attr in re.findall(
+            r'<(?:script|link|img|iframe|source)[^>]*\s(?:src|href)="([^"]*)"', html
+        ):
+            assert "://" not in attr and not attr.startswith("//"), (page, attr)
+        for href in re.findall(r'\shref="([^"]*)"', html):
+            assert not href.startswith("/"), (page, href)  # relative links only
+            if "://" in href:
+                assert href.startswith(("https://", "http://")), (page, href)
+
+
+def test_hostile_name_and_card_are_escaped_everywhere(site: Path) -> None:
+    evil = site / "models" / f"{slug(EVIL_ID)}.html"
+    html = evil.read_text()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<title>&lt;script&gt;alert(1)&lt;/script&gt; · Model Heritage</title>" in html
+    assert "&lt;img src=x onerror=" in html
+    assert 'href="javascript' not in html.lower() and 'href="data:' not in html.lower()
+    assert 'href="https://example.org/a?b=1&amp;c=2"' in html
+    assert "&lt;svg onload=alert(5)&gt;" in html
+    # The Hub link is percent-encoded: no quote can leave the attribute.
+    assert (
+        "https://huggingface.co/evil/x%22%3E%3Cscript%3Ealert%286%29%3C/script%3E/tree/main" in html
+    )
+    for page in pages(site):
+        text = page.read_text()
+        for raw in ("<script>alert", "<svg onload", "<img src=x", "<b>bold</b>", "<i>org"):
+            assert raw not in text, (page, raw)
+
+
+def test_hostile_name_is_safe_in_exports(site: Path) -> None:
+    fam = site / "api" / "families" / slug("fam-1")
+    graph = nx.read_graphml(fam / "lineage.graphml")
+    assert graph.nodes[EVIL_ID]["name"] == EVIL_NAME
+    ElementTree.parse(fam / "lineage.graphml")  # well-formed XML
+    dot = (fam / "lineage.dot").read_text()
+    assert '"evil/<script>alert(1)</script>" [label="<script>alert(1)</script>"]' in dot
+    mmd = (fam / "lineage.mmd").read_text()
+    assert "<script>" not in mmd and "#60;script#62;alert#40;1#41;#60;/script#62;" in mmd
+    data = json.loads((fam / "lineage.json").read_text())
+    assert EVIL_NAME in {n["name"] for n in data["nodes"]}
+    js = (site / "static" / "search-index.js").read_text()
+    assert js.startswith("/* Generated by heritage publish. */\nwindow.HERITAGE_INDEX = {")
+    index = json.loads(js.split("=", 1)[1].strip().rstrip(";"))
+    assert EVIL_NAME in {r[1] for r in index["models"]}
+
+
+def test_json_api_shape(site: Path) -> None:
+    models = json.loads((site / "api" / "models.json").read_text())
+    assert models["count"] == len(models["models"]) == 7  # a-e, broken, evil
+    keys = {"id", "slug", "name", "url", "api", "n_params", "family_id", "relation", "parents"}
+    assert all(keys <= set(m) for m in models["models"])
+    for m in models["models"]:
+        assert (site / m["url"]).is_file() and (site / m["api"]).is_file()
+
+    e = json.loads((site / "api" / "models" / f"{slug('e')}.json").read_text())
+    assert e["id"] == "e" and e["name"] == "org/model-e"
+    assert {p["id"] for p in e["lineage"]["parents"]} == {"c", "d"}
+    assert {p["relation"] for p in e["lineage"]["parents"]} == {"merge"}
+    assert e["lineage"]["path_to_root"] in (["c", "b", "a"], ["d", "a"])
+    assert e["lineage"]["agreement"] == "agrees"
+    assert e["source_url"] == "https://huggingface.co/org/model-e/tree/main"
+    assert e["family"]["id"] == "fam-1" and len(e["tensors"]) == 6
+    assert e["tensors"][0]["mean"] is None or isinstance(e["tensors"][0]["mean"], float)
+
+    fams = json.loads((site / "api" / "families.json").read_text())
+    assert [f["id"] for f in fams["families"]] == ["fam-1"]  # fam-2 has no model rows
+    fam = fams["families"][0]
+    assert fam["root_id"] == "a" and fam["n_models"] == 6
+    for rel in fam["exports"].values():
+        assert (site / rel).is_file()
+    members = json.loads((site / fam["api"]).read_text())
+    assert {m["id"] for m in members["models"]} == {"a", "b", "c", "d", "e", EVIL_ID}
+
+    stats = json.loads((site / "api" / "stats.json").read_text())
+    assert stats["models"] == 7 and stats["families"] == 1 and stats["edges"] == 6
+    assert stats["disagreements"] == 2  # c declares someone/else; evil declares <i>...</i>
+    assert stats["last_run"]["status"] == "partial"
+    assert set(stats["charts"]) >= {"parameters", "family-sizes", "relations", "indexed"}
+
+
+def test_private_and_gated_models_are_left_out(
+    site: Path, hostile_db: Path, tmp_path: Path
+) -> None:
+    for page in text_files(site):
+        text = page.read_text()
+        for secret in (PRIVATE_NAME, GATED_NAME, "secret/private", "secret/gated"):
+            assert secret not in text, (page, secret)
+    d = json.loads((site / "api" / "models" / f"{slug('d')}.json").read_text())
+    assert [p["id"] for p in d["lineage"]["parents"]] == ["a"]  # the gated parent is gone
+
+    report = publish(hostile_db, tmp_path / "all", include_private=True)
+    assert report.n_models == 9 and report.include_private
+    models = json.loads((tmp_path / "all" / "api" / "models.json").read_text())
+    assert {PRIVATE_NAME, GATED_NAME} <= {m["name"] for m in models["models"]}
+    page = (tmp_path / "all" / "models" / f"{slug('secret/private')}.html").read_text()
+    assert ">private</span>" in page
+
+
+def test_model_page_content(site: Path) -> None:
+    html = (site / "models" / f"{slug('e')}.html").read_text()
+    for text in (
+        "Specifications",
+        "1,004",  # parameters
+        "Structure hash",
+        "Path to the family root",
+        f'href="../models/{slug("c")}.html">org/model-c</a>',
+        f'href="../models/{slug("d")}.html">org/model-d</a>',
+        "confidence 0.70, merge weight 0.40",
+        "The weights agree",
+        "https://huggingface.co/org/model-e/tree/main",
+        "Tensor statistics",
+        "layers.0.attn.weight",
+        "Indexed",
+        f'href="../families/{slug("fam-1")}.html"',
+    ):
+        assert text in html, text
+    c = (site / "models" / f"{slug('c')}.html").read_text()
+    assert "The weights disagree" in c
+    a = (site / "models" / f"{slug('a')}.html").read_text()
+    assert "None found: this model is the root of its family." in a
+    broken = (site / "models" / f"{slug('f')}.html").read_text()
+    assert "Could not be read" in broken and "empty file" in broken
+
+
+def test_family_page_tree_and_text_equivalent(site: Path) -> None:
+    html = (site / "families" / f"{slug('fam-1')}.html").read_text()
+    start = html.index('<svg xmlns="http://www.w3.org/2000/svg" class="tree"')
+    svg = html[start : html.index("</svg>", start)]
+    assert 'role="group"' in svg and '<title id="tree-title">' in svg
+    assert len(re.findall(r'<a href="[^"]+" class="node[ "]', svg)) == 6
+    assert svg.count("rel-merge") == 2  # a merge draws both parents
+    assert "finetune · 0.90" in svg
+    assert f'href="../models/{slug("a")}.html" class="node root"' in svg
+    outline = html[html.index('<ul class="outline">') :]
+    assert "merge of org/model-c (confidence 0.70); also merge of org/model-d" in outline
+    for ext in ("graphml", "dot", "mmd", "json"):
+        assert f"api/families/{slug('fam-1')}/lineage.{ext}" in html
+
+
+def test_large_family_is_paginated(big_site: Path) -> None:
+    fams = json.loads((big_site / "api" / "families.json").read_text())["families"]
+    big = max(fams, key=lambda f: f["n_models"])
+    assert big["n_models"] > 200
+    first = (big_site / big["url"]).read_text()
+    assert 'aria-label="Tree pages"' in first
+    second = big_site / "families" / f"{big['slug']}-p2.html"
+    assert second.is_file()
+    html = second.read_text()
+    assert "page 2 of" in html and "ctx" in html  # context parents drawn dashed
+    members = json.loads((big_site / big["api"]).read_text())["models"]
+    drawn = sum(  # boxes that are not context copies of a parent from another page
+        len(re.findall(r'<a href="[^"]+" class="node(?: root)?" ', p.read_text()))
+        for p in (big_site / "families").glob(f"{big['slug']}*.html")
+    )
+    assert drawn == len(members)
+
+
+def test_empty_index_shows_how_to_add(tmp_path: Path) -> None:
+    db = tmp_path / "empty.duckdb"
+    write_index(db, IndexData())
+    report = publish(db, tmp_path / "site")
+    assert report.n_models == 0
+    for page in ("index.html", "models.html"):
+        html = (tmp_path / "site" / page).read_text()
+        assert "No models yet" in html and "heritage index" in html
+    assert json.loads((tmp_path / "site" / "api" / "models.json").read_text())["count"] == 0
+
+
+def test_republish_replaces_the_site_atomically(fresh_site: Path, hostile_db: Path) -> None:
+    (fresh_site / "stale.html").write_text("old")
+    report = publish(hostile_db, fresh_site)
+    assert not (fresh_site / "stale.html").exists()
+    assert report.n_files == len(text_files(fresh_site))
+    assert [p.name for p in fresh_site.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def test_failed_build_keeps_the_old_site(
+    fresh_site: Path, hostile_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old_index = (fresh_site / "index.html").read_text()
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(build_module, "search_index", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        publish(hostile_db, fresh_site)
+    assert (fresh_site / "index.html").read_text() == old_index
+    assert [p.name for p in fresh_site.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def test_refuses_to_replace_a_foreign_folder(hostile_db: Path, tmp_path: Path) -> None:
+    home = tmp_path / "important"
+    home.mkdir()
+    (home / "thesis.tex").write_text("do not delete")
+    with pytest.raises(PublishError, match="not written by heritage publish"):
+        publish(hostile_db, home)
+    assert (home / "thesis.tex").read_text() == "do not delete"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(PublishError, match="not a folder"):
+        publish(hostile_db, tmp_path / "file")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert publish(hostile_db, empty).n_models == 7
+
+
+def test_falls_back_to_two_renames(
+    fresh_site: Path, hostile_db: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(build_module, "_exchange", lambda a, b: False)
+    (fresh_site / "stale.html").write_text("old")
+    publish(hostile_db, fresh_site)
+    assert not (fresh_site / "stale.html").exists() and (fresh_site / "index.html").is_file()
+    assert [p.name for p in fresh_site.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def test_cli(hostile_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    add_publish_arguments(parser)
+    args = parser.parse_args(["--db", str(hostile_db), "--out", str(tmp_path / "s")])
+    assert args.func is run_publish
+    assert args.func(args) == 0
+    assert "published 7 models, 1 families" in capsys.readouterr().out
+    args = parser.parse_args(["--db", str(tmp_path / "missing.duckdb"), "--out", str(tmp_path)])
+    assert run_publish(args) == 1
+    assert "heritage: error:" in capsys.readouterr().err
+    defaults = parser.parse_args([])
+    assert (defaults.db, defaults.out, defaults.include_private) == (
+        "lineage.duckdb",
+        "build/site",
+        False,
+    )
+
+
+def test_flow_body_publishes(hostile_db: Path, tmp_path: Path) -> None:
+    from prefect.logging import disable_run_logger
+
+    from flows.publish_site import publish_site
+
+    with disable_run_logger():
+        result = publish_site.fn(db=str(hostile_db), out=str(tmp_path / "flow-site"))
+    assert result["n_models"] == 7 and (tmp_path / "flow-site" / "index.html").is_file()
+    assert result["phases"]["load index"] >= 0
+
+
+def test_publish_hook_uses_the_environment(
+    hostile_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flows.publish_site import publish_hook
+
+    monkeypatch.setenv("HERITAGE_SITE_DIR", str(tmp_path / "hooked"))
+    result = publish_hook(str(hostile_db), {"status": "ok"})
+    assert result["n_models"] == 7 and (tmp_path / "hooked" / "models.html").is_file()
