@@ -32,6 +32,7 @@ demo: setup
 bench: setup
 	$(BIN)/python bench/read.py
 	$(BIN)/python bench/lineage.py
+	$(BIN)/python bench/index.py
 
 bench-site: setup
 	$(BIN)/python bench/site.py

@@ -12,7 +12,7 @@ from heritage.index import connect_readonly, write_index
 
 from .sample import sample_index
 
-README_SECTION = Path(__file__).resolve().parents[2] / "heritage" / "index" / "README_SECTION.md"
+README_SECTION = Path(__file__).resolve().parents[2] / "README.md"
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,10 @@ def test_lineage_view_names_both_ends(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def test_readme_examples_run_as_printed(con: duckdb.DuckDBPyConnection) -> None:
-    blocks = re.findall(r"```sql\n(.*?)```", README_SECTION.read_text(), flags=re.S)
+    text = README_SECTION.read_text()
+    section = text[text.index("## The index\n") :]
+    section = section[: section.index("\n## ", 1)]
+    blocks = re.findall(r"```sql\n(.*?)```", section, flags=re.S)
     assert len(blocks) >= 3
     results = [con.execute(sql).fetchall() for sql in blocks]
     assert results[0][0][:3] == ("fam-1", 5, "org/model-a")

@@ -1,0 +1,193 @@
+"""Prefect flow ``index-local``: discover → plan → fingerprint (mapped) → store → lineage →
+write → publish.
+
+Thin wiring only: every step calls a plain function of :mod:`heritage.crawl` or
+:mod:`heritage.sources`. The mapped fingerprint tasks run on a thread pool bounded by
+``workers``, or on an existing Dask cluster when ``dask_address`` is given; each retries
+twice on unexpected errors, and a model that still fails is recorded as ``failed`` while
+the run goes on. The index is written once, atomically, at the end of the run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
+from prefect.runtime import flow_run
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+
+from heritage.crawl import (
+    Draft,
+    Plan,
+    ReadResult,
+    RunInfo,
+    RunReport,
+    WorkItem,
+    add_lineage,
+    build_tables,
+    failed,
+    index_lock,
+    load_hook,
+    plan_run,
+    read_model,
+)
+from heritage.crawl.assemble import utcnow
+from heritage.crawl.progress import current
+from heritage.crawl.run import DEFAULT_WORKERS, log_discovery, log_plan, new_run_id
+from heritage.index import IndexData, read_index, write_index
+from heritage.sources import Discovery, discover
+
+FINGERPRINT_RETRIES = 2
+
+
+def make_task_runner(workers: int = DEFAULT_WORKERS, dask_address: str | None = None) -> TaskRunner:
+    """Thread pool with ``workers`` threads, or the Dask cluster at ``dask_address``."""
+    if dask_address:
+        from prefect_dask import DaskTaskRunner
+
+        return DaskTaskRunner(address=dask_address)
+    return ThreadPoolTaskRunner(max_workers=max(1, workers))
+
+
+@task(name="discover", cache_policy=NO_CACHE)
+def discover_models(paths: Sequence[str]) -> Discovery:
+    """Walk the roots; every skipped entry is logged with its reason."""
+    discovery = discover(paths, on_folder=current().discovering)
+    log_discovery(discovery, get_run_logger())
+    return discovery
+
+
+@task(name="plan", cache_policy=NO_CACHE)
+def plan_models(discovery: Discovery, previous: IndexData, full: bool) -> Plan:
+    """Compare file sizes and mtimes with the previous index: reuse, rehash or read."""
+    plan = plan_run(discovery, previous, full=full)
+    log_plan(plan, get_run_logger())
+    return plan
+
+
+@task(
+    name="fingerprint",
+    task_run_name="fingerprint {item.model_id}",
+    retries=FINGERPRINT_RETRIES,
+    retry_delay_seconds=1,
+    cache_policy=NO_CACHE,
+)
+def fingerprint_model(item: WorkItem) -> ReadResult:
+    """Hash and fingerprint one model (or only confirm its hashes); bad files fail here."""
+    logger = get_run_logger()
+    logger.info("%s %s", "rehashing" if item.rehash else "fingerprinting", item.path)
+    result = read_model(item)
+    if result.outcome == "failed":
+        logger.warning("failed %s", result.error)
+    return result
+
+
+@task(name="store", cache_policy=NO_CACHE)
+def store_models(
+    plan: Plan,
+    results: dict[str, ReadResult],
+    previous: IndexData,
+    run: RunInfo,
+    n_skipped: int,
+) -> Draft:
+    """Models, fingerprints and tensors tables: fresh rows and reused ones."""
+    return build_tables(plan, results, previous, run, n_skipped)
+
+
+@task(name="lineage", cache_policy=NO_CACHE)
+def recompute_lineage(draft: Draft, previous: IndexData) -> tuple[IndexData, RunReport]:
+    """Lineage over every ok model from the stored fingerprints; edges diffed with last run."""
+    data, report = add_lineage(draft, previous)
+    get_run_logger().info(
+        "lineage: %d edges in %d families, %d changed",
+        report.n_edges,
+        report.n_families,
+        report.edges.count,
+    )
+    return data, report
+
+
+@task(name="write", cache_policy=NO_CACHE)
+def write_db(db: str, data: IndexData) -> None:
+    """Atomically replace the index file (the previous one is kept as .bak)."""
+    write_index(db, data)
+
+
+@task(name="publish", cache_policy=NO_CACHE)
+def publish(report: RunReport, publish_hook: str | None) -> None:
+    """The run artifact (markdown summary, failures table) and the optional publish hook."""
+    create_markdown_artifact(
+        markdown=report.to_markdown(), key="index-local-run", description=report.summary_line()
+    )
+    if report.failed:
+        create_table_artifact(
+            table=[{"model_id": m, "error": e} for m, e in report.failed],
+            key="index-local-failures",
+            description="Models that could not be read in this run",
+        )
+    if publish_hook:
+        get_run_logger().info("publish hook %s", publish_hook)
+        load_hook(publish_hook)(report.db, report.to_dict())
+
+
+def fingerprint_all(
+    items: Sequence[WorkItem], workers: int, dask_address: str | None
+) -> dict[str, ReadResult]:
+    """Run the mapped fingerprint tasks; a task that still fails after retries fails its model."""
+    progress = current()
+    progress.start_reading(len(items))
+    results: dict[str, ReadResult] = {}
+    if not items:
+        return results
+    logger = get_run_logger()
+    with make_task_runner(workers, dask_address) as runner:
+        futures = {}
+        for item in items:
+            futures[runner.submit(fingerprint_model, {"item": item})] = item
+        for fut in as_completed(list(futures)):
+            item = futures[fut]
+            try:
+                result = fut.result()
+            except Exception as exc:
+                result = failed(item, exc)
+                logger.warning("failed %s", result.error)
+            results[item.model_id] = result
+            progress.model_done(item.model_id)
+    return results
+
+
+@flow(name="index-local")
+def index_local(
+    paths: list[str],
+    db: str = "lineage.duckdb",
+    workers: int = DEFAULT_WORKERS,
+    dask_address: str | None = None,
+    full: bool = False,
+    publish_hook: str | None = None,
+) -> dict[str, Any]:
+    """Index the models under ``paths`` into the DuckDB file ``db``, incrementally.
+
+    Unchanged models (same file sizes and mtimes) are not read; ``full`` re-reads all.
+    Returns the run report as a dict (also published as the ``index-local-run`` artifact).
+    """
+    run_id = flow_run.id or new_run_id()
+    run = RunInfo(run_id=str(run_id), started_at=utcnow())
+    db_path = Path(os.path.abspath(db))
+    with index_lock(db_path):
+        previous = read_index(db_path)
+        discovery = discover_models(paths)
+        plan = plan_models(discovery, previous, full)
+        results = fingerprint_all(plan.work(), workers, dask_address)
+        draft = store_models(plan, results, previous, run, len(discovery.skipped))
+        data, report = recompute_lineage(draft, previous)
+        report.db = str(db_path)
+        write_db(str(db_path), data)
+    publish(report, publish_hook)
+    get_run_logger().info("%s", report.summary_line())
+    return report.to_dict()

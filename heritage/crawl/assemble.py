@@ -1,0 +1,425 @@
+"""Building the new index from a plan, the read results and the previous index.
+
+Rows of unchanged models, and their fingerprints, are copied from the previous index (an
+unchanged model keeps its ``indexed_at``), so a run over an unchanged folder writes the
+same tables. Lineage is then recomputed over every ``ok`` model from the *stored*
+fingerprints, so an incremental run and a clean run give the same graph.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import networkx as nx
+import polars as pl
+
+from heritage.crawl.plan import META_PATHS, META_ROOTS, Entry, FileState, Plan
+from heritage.crawl.read import ReadResult
+from heritage.index import (
+    IndexData,
+    combined_sha256,
+    edges_frame,
+    families_frame,
+    family_ids,
+    fingerprints_frame,
+    fingerprints_from_frame,
+    model_row,
+    models_frame,
+    table_frame,
+    tensors_frame,
+    to_timestamp,
+)
+from heritage.index.frames import ORDER_BY
+from heritage.lineage import ModelInput, recover_lineage
+from heritage.summary import FileSummary
+
+FLOW_NAME = "index-local"
+_WEIGHT_FIELDS = (
+    "format",
+    "bytes",
+    "sha256",
+    "n_params",
+    "n_tensors",
+    "n_layers",
+    "dtypes",
+    "structure_hash",
+    "status",
+    "error",
+    "indexed_at",
+)
+
+
+@dataclass
+class RunInfo:
+    """Identity of one run, for the ``runs`` table."""
+
+    run_id: str
+    started_at: datetime
+    flow: str = FLOW_NAME
+    source: str = ""
+
+
+@dataclass
+class EdgeChanges:
+    """Lineage edges (parent, child) added, removed or changed since the previous index."""
+
+    added: list[tuple[str, str, str]] = field(default_factory=list)  # + relation
+    removed: list[tuple[str, str, str]] = field(default_factory=list)
+    changed: list[tuple[str, str, str]] = field(default_factory=list)  # new relation
+
+    @property
+    def count(self) -> int:
+        return len(self.added) + len(self.removed) + len(self.changed)
+
+
+@dataclass
+class RunReport:
+    """What a run did: the ``runs`` row plus the lists a person wants to read."""
+
+    run_id: str
+    db: str = ""
+    n_seen: int = 0
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (model_id, error)
+    removed: list[str] = field(default_factory=list)
+    edges: EdgeChanges = field(default_factory=EdgeChanges)
+    n_skipped: int = 0
+    bytes_read: int = 0
+    bytes_hashed: int = 0
+    n_ok: int = 0
+    n_edges: int = 0
+    n_families: int = 0
+    status: str = "ok"
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able form (the flow's return value)."""
+        return {
+            "run_id": self.run_id,
+            "db": self.db,
+            "status": self.status,
+            "n_seen": self.n_seen,
+            "n_ok": self.n_ok,
+            "added": self.added,
+            "changed": self.changed,
+            "n_unchanged": len(self.unchanged),
+            "failed": [{"model_id": m, "error": e} for m, e in self.failed],
+            "removed": self.removed,
+            "edges_added": [list(e) for e in self.edges.added],
+            "edges_removed": [list(e) for e in self.edges.removed],
+            "edges_changed": [list(e) for e in self.edges.changed],
+            "n_edges": self.n_edges,
+            "n_families": self.n_families,
+            "n_skipped": self.n_skipped,
+            "bytes_read": self.bytes_read,
+            "bytes_hashed": self.bytes_hashed,
+            "seconds": round(self.seconds, 3),
+        }
+
+    def summary_line(self) -> str:
+        return (
+            f"{self.n_seen} models: {len(self.added)} added, {len(self.changed)} changed, "
+            f"{len(self.unchanged)} unchanged, {len(self.failed)} failed, "
+            f"{len(self.removed)} removed; {self.edges.count} edges changed "
+            f"({self.n_edges} edges, {self.n_families} families); "
+            f"{self.bytes_read:,} checkpoint bytes read, {self.bytes_hashed:,} hashed"
+        )
+
+    def to_markdown(self) -> str:
+        """The run artifact: counts, then added, changed and failed models and edge changes."""
+        lines = [
+            f"# Index run `{self.run_id}`: {self.status}",
+            "",
+            f"Index: `{self.db}`",
+            "",
+            "| seen | added | changed | unchanged | failed | removed | edges changed "
+            "| bytes read | bytes hashed |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            f"| {self.n_seen} | {len(self.added)} | {len(self.changed)} | "
+            f"{len(self.unchanged)} | {len(self.failed)} | {len(self.removed)} | "
+            f"{self.edges.count} | {self.bytes_read:,} | {self.bytes_hashed:,} |",
+        ]
+
+        def section(title: str, items: list[str]) -> None:
+            if items:
+                lines.extend(["", f"## {title}", ""])
+                lines.extend(f"- {_md(i)}" for i in items)
+
+        section("Added", [f"`{m}`" for m in self.added])
+        section("Changed", [f"`{m}`" for m in self.changed])
+        section("Failed", [f"`{m}`: {e}" for m, e in self.failed])
+        section("Removed", [f"`{m}`" for m in self.removed])
+        section("Edges added", [f"`{p}` → `{c}` ({r})" for p, c, r in self.edges.added])
+        section("Edges removed", [f"`{p}` → `{c}` ({r})" for p, c, r in self.edges.removed])
+        section("Edges changed", [f"`{p}` → `{c}` (now {r})" for p, c, r in self.edges.changed])
+        return "\n".join(lines) + "\n"
+
+
+def _md(text: str) -> str:
+    return text.replace("\n", " ").replace("|", "\\|")
+
+
+def utcnow() -> datetime:
+    """Naive UTC now, at microsecond precision (what a TIMESTAMP column holds)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _files_rows(files: list[FileState]) -> list[dict[str, Any]]:
+    return [f.as_row() for f in files]
+
+
+def _meta_fields(entry: Entry) -> dict[str, Any]:
+    m = entry.meta
+    return {
+        "name": m.name,
+        "source": "local",
+        "location": entry.found.location,
+        "revision": None,
+        "description": m.description,
+        "declared_base_models": list(m.base_models),
+        "card": m.card,
+        "config": m.config,
+        "created_at": None,  # file times are not evidence of when a model was made
+    }
+
+
+def _row_for(
+    entry: Entry, result: ReadResult | None, now: datetime
+) -> tuple[dict[str, Any], str, str | None]:
+    """(models row, what happened, error): ``added``, ``changed``, ``unchanged`` or ``failed``."""
+    common = _meta_fields(entry)
+    mid = entry.model_id
+    prev = entry.previous
+    kind = "added" if prev is None else "changed"
+    if entry.action == "fail" or (result is not None and result.outcome == "failed"):
+        error = entry.error if entry.action == "fail" else result.error  # type: ignore[union-attr]
+        files = entry.files if result is None else result.files
+        row = model_row(
+            mid,
+            **common,
+            files=_files_rows(files),
+            bytes=sum(f.bytes for f in files) if files else None,
+            status="failed",
+            error=error,
+            indexed_at=now,
+        )
+        unchanged = prev is not None and prev.get("status") == "failed" and prev["error"] == error
+        if unchanged:
+            row["indexed_at"] = prev["indexed_at"]
+        return row, "failed", error
+    if entry.action == "reuse" or (result is not None and result.outcome == "same"):
+        assert prev is not None
+        files = entry.files if result is None else result.files
+        row = model_row(mid, **common, files=_files_rows(files))
+        row.update({k: prev[k] for k in _WEIGHT_FIELDS})
+        return row, ("failed" if prev["status"] == "failed" else "unchanged"), prev.get("error")
+    assert result is not None and result.summary is not None
+    files = result.files
+    row = model_row(
+        mid,
+        result.summary,
+        **common,
+        files=_files_rows(files),
+        bytes=sum(f.bytes for f in files),
+        sha256=combined_sha256(FileSummary(f.name, f.bytes, f.sha256) for f in files),
+        status="ok",
+        error=None,
+        indexed_at=now,
+    )
+    if prev is not None and prev.get("status") == "ok" and prev.get("sha256") == row["sha256"]:
+        kind = "unchanged"  # re-read (e.g. --full) but the content is the same
+        row["indexed_at"] = prev["indexed_at"]
+    return row, kind, None
+
+
+def _copy_rows(frame: pl.DataFrame, renames: Mapping[str, str]) -> pl.DataFrame:
+    """Rows of the previous models in ``renames`` (old id -> new id), under their new ids."""
+    if not renames or frame.is_empty():
+        return frame.clear()
+    kept = frame.filter(pl.col("model_id").is_in(list(renames)))
+    return kept.with_columns(pl.col("model_id").replace_strict(renames, return_dtype=pl.String))
+
+
+def _edge_key(row: Mapping[str, Any]) -> tuple[str, str]:
+    return (row["parent_id"], row["child_id"])
+
+
+def diff_edges(old: pl.DataFrame, new: pl.DataFrame) -> EdgeChanges:
+    """Edges added, removed, or whose relation, confidence or weight changed."""
+    a = {_edge_key(r): r for r in old.iter_rows(named=True)}
+    b = {_edge_key(r): r for r in new.iter_rows(named=True)}
+    changes = EdgeChanges()
+    for k in sorted(b.keys() - a.keys()):
+        changes.added.append((*k, b[k]["relation"]))
+    for k in sorted(a.keys() - b.keys()):
+        changes.removed.append((*k, a[k]["relation"]))
+    for k in sorted(a.keys() & b.keys()):
+        x, y = a[k], b[k]
+        same = (
+            x["relation"] == y["relation"]
+            and _close(x["confidence"], y["confidence"])
+            and _close(x["weight"], y["weight"])
+        )
+        if not same:
+            changes.changed.append((*k, y["relation"]))
+    return changes
+
+
+def _close(x: float | None, y: float | None) -> bool:
+    if x is None or y is None:
+        return x is y
+    return abs(x - y) <= 1e-9
+
+
+def lineage_graph(models: pl.DataFrame, fps: pl.DataFrame, tensors: pl.DataFrame) -> nx.DiGraph:
+    """Recover lineage over every ok model from stored fingerprint rows (no created_at)."""
+    ok = set(models.filter(pl.col("status") == "ok")["model_id"].to_list())
+    prints = fingerprints_from_frame(
+        fps.filter(pl.col("model_id").is_in(list(ok))),
+        tensors.filter(pl.col("model_id").is_in(list(ok))),
+    )
+    created = dict(zip(models["model_id"], models["created_at"], strict=True))
+    inputs = []
+    for mid, fp in prints.items():
+        when = created.get(mid)
+        inputs.append(ModelInput(mid, fp, when.replace(tzinfo=UTC).timestamp() if when else None))
+    return recover_lineage(inputs)
+
+
+def _sorted(table: str, frame: pl.DataFrame) -> pl.DataFrame:
+    keys = [k.split()[0] for k in ORDER_BY[table].split(",")]
+    return frame.sort([k.strip() for k in keys], nulls_last=False) if frame.height else frame
+
+
+@dataclass
+class Draft:
+    """The tables of a run before lineage: models, fingerprints and tensors."""
+
+    plan: Plan
+    run: RunInfo
+    report: RunReport
+    models: pl.DataFrame
+    fingerprints: pl.DataFrame
+    tensors: pl.DataFrame
+
+
+def build_tables(
+    plan: Plan,
+    results: Mapping[str, ReadResult],
+    previous: IndexData,
+    run: RunInfo,
+    n_skipped: int = 0,
+) -> Draft:
+    """Models, fingerprints and tensors tables: fresh rows for what was read, copies else."""
+    now = utcnow()
+    report = RunReport(run_id=run.run_id, n_seen=len(plan.entries), n_skipped=n_skipped)
+    rows: list[dict[str, Any]] = []
+    renames: dict[str, str] = {}  # previous id -> id now, for reused fingerprints
+    fresh = {}
+    for entry in plan.entries:
+        result = results.get(entry.model_id)
+        if entry.action in ("read", "rehash") and result is None:
+            raise ValueError(f"no read result for model {entry.model_id!r}")
+        row, kind, error = _row_for(entry, result, now)
+        rows.append(row)
+        if result is not None:
+            report.bytes_read += result.bytes_read
+            report.bytes_hashed += result.bytes_hashed
+        if kind == "failed":
+            report.failed.append((entry.model_id, error or ""))
+        elif kind == "added":
+            report.added.append(entry.model_id)
+        elif kind == "changed":
+            report.changed.append(entry.model_id)
+        else:
+            report.unchanged.append(entry.model_id)
+        if row["status"] == "ok":
+            if result is not None and result.outcome == "read":
+                fresh[entry.model_id] = result.fingerprint
+            else:
+                renames[entry.previous["model_id"]] = entry.model_id  # type: ignore[index]
+    report.removed = list(plan.removed)
+    # models of other sources (a Hub crawl) are kept as they are
+    others = previous.models.filter(pl.col("source") != "local")
+    other_ids = {m: m for m in others["model_id"].to_list()}
+    clash = sorted(set(other_ids) & {r["model_id"] for r in rows})
+    if clash:
+        raise ValueError(f"local model ids clash with models of other sources: {clash[:3]}")
+    keep = {**renames, **other_ids}
+    schema = models_frame([]).schema
+    models = pl.concat([models_frame(rows), others.select(list(schema)).cast(schema)])
+    fps = pl.concat([_copy_rows(previous.fingerprints, keep), fingerprints_frame(fresh)])
+    tensors = pl.concat([_copy_rows(previous.tensors, keep), tensors_frame(fresh)])
+    return Draft(plan, run, report, models, fps, tensors)
+
+
+def add_lineage(draft: Draft, previous: IndexData) -> tuple[IndexData, RunReport]:
+    """Recompute lineage over the draft, diff its edges, and append the runs row."""
+    report = draft.report
+    graph = lineage_graph(draft.models, draft.fingerprints, draft.tensors)
+    families = family_ids(graph)
+    models = draft.models.with_columns(
+        pl.col("model_id")
+        .replace_strict(families, default=None, return_dtype=pl.String)
+        .alias("family_id")
+    )
+    edges = edges_frame(graph)
+    fam = families_frame(graph)
+    report.edges = diff_edges(previous.edges, edges)
+    report.n_ok = models.filter(pl.col("status") == "ok").height
+    report.n_edges = edges.height
+    report.n_families = fam.height
+    ok_seen = report.n_seen - len(report.failed)
+    report.status = "ok" if not report.failed else ("partial" if ok_seen else "failed")
+    run = draft.run
+    finished = utcnow()
+    run_row = {
+        "run_id": run.run_id,
+        "flow": run.flow,
+        "started_at": to_timestamp(run.started_at),
+        "finished_at": finished,
+        "source": run.source or ", ".join(str(r) for r in draft.plan.roots),
+        "n_seen": report.n_seen,
+        "n_added": len(report.added),
+        "n_changed": len(report.changed),
+        "n_unchanged": len(report.unchanged),
+        "n_failed": len(report.failed),
+        "n_edges_changed": report.edges.count,
+        "bytes_read": report.bytes_read,
+        "errors": [e for _, e in report.failed],
+        "status": report.status,
+    }
+    runs = pl.concat([previous.runs, table_frame("runs", [run_row])])
+    meta = {k: v for k, v in previous.meta.items() if k != "written_at"}
+    meta[META_ROOTS] = json.dumps([str(r) for r in draft.plan.roots])
+    meta[META_PATHS] = json.dumps(
+        {e.model_id: str(e.found.path) for e in draft.plan.entries}, sort_keys=True
+    )
+    data = IndexData(
+        models=_sorted("models", models),
+        tensors=_sorted("tensors", draft.tensors),
+        fingerprints=_sorted("fingerprints", draft.fingerprints),
+        families=_sorted("families", fam),
+        edges=_sorted("edges", edges),
+        runs=runs,
+        meta=meta,
+    )
+    report.seconds = (finished - to_timestamp(run.started_at)).total_seconds()
+    return data, report
+
+
+def assemble(
+    plan: Plan,
+    results: Mapping[str, ReadResult],
+    previous: IndexData,
+    run: RunInfo,
+    n_skipped: int = 0,
+) -> tuple[IndexData, RunReport]:
+    """The complete new index and the run's report (tables, then lineage and the runs row)."""
+    return add_lineage(build_tables(plan, results, previous, run, n_skipped), previous)

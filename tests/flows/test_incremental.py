@@ -1,0 +1,79 @@
+"""Incremental planning through the plain pipeline (same functions the flow wires)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+import heritage.crawl.read as read_mod
+from heritage.crawl import IndexBusy, index_lock, run_index
+
+from .helpers import SOME_MODELS, assert_same_index, copy_models, models_by_id
+
+
+def _boom(*args, **kwargs):
+    raise AssertionError("weights were read")
+
+
+def test_card_edit_updates_metadata_without_reading(small_zoo, tmp_path, monkeypatch):
+    root = copy_models(small_zoo, tmp_path / "m", SOME_MODELS[3:5])
+    db = tmp_path / "i.duckdb"
+    run_index([root], db)
+    card = root / "alice/mlp-a-instruct/README.md"
+    card.write_text("---\nname: renamed\nbase_model: [x/y, z/w]\n---\nNew text.\n")
+    monkeypatch.setattr(read_mod, "open_checkpoint", _boom)  # reads forbidden from here on
+    monkeypatch.setattr(read_mod, "file_sha256", _boom)
+    report = run_index([root], db)
+    assert report.bytes_read == 0 and len(report.unchanged) == 2
+    row = models_by_id(db)["alice/mlp-a-instruct"]
+    assert (row["name"], row["description"]) == ("renamed", "New text.")
+    assert row["declared_base_models"] == ["x/y", "z/w"]
+
+
+def test_full_rerun_reads_everything_but_changes_nothing(small_zoo, tmp_path):
+    root = copy_models(small_zoo, tmp_path / "m", SOME_MODELS[:4])
+    db = tmp_path / "i.duckdb"
+    run_index([root], db)
+    before = tmp_path / "before.duckdb"
+    shutil.copy(db, before)
+    report = run_index([root], db, full=True)
+    assert report.bytes_read > 0 and len(report.unchanged) == 4
+    assert_same_index(before, db)
+
+
+def test_second_root_prefixes_ids_and_reuses_fingerprints(small_zoo, tmp_path, monkeypatch):
+    a = copy_models(small_zoo, tmp_path / "a", SOME_MODELS[3:5])
+    b = copy_models(small_zoo, tmp_path / "b", SOME_MODELS[5:6])
+    db = tmp_path / "i.duckdb"
+    run_index([a], db)
+    # b's model is new to db, so it is read; a's models are found by path and reused
+    report = run_index([a, b], db)
+    assert report.added == ["b/longrun/mlp-a-continued-step75"]
+    assert sorted(report.unchanged) == ["a/alice/mlp-a-instruct", "a/northwind/mlp-a"]
+    assert report.removed == []
+    monkeypatch.setattr(read_mod, "open_checkpoint", _boom)
+    monkeypatch.setattr(read_mod, "file_sha256", _boom)
+    again = run_index([a, b], db)
+    assert again.bytes_read == 0 and len(again.unchanged) == 3
+
+
+def test_one_run_at_a_time(tmp_path):
+    db = tmp_path / "i.duckdb"
+    with index_lock(db), pytest.raises(IndexBusy, match="another run"):
+        run_index([tmp_path], db)
+
+
+def test_listing_errors_fail_the_model_only(small_zoo, tmp_path):
+    root = copy_models(small_zoo, tmp_path / "m", SOME_MODELS[:2])
+    config = root / "alice/tinyllama-a-instruct/config.json"
+    config.write_text("{not json")
+    shard_index = root / "northwind/tinyllama-a/model.safetensors.index.json"
+    shard_index.write_text('{"weight_map": {"w": "../escape.safetensors"}}')
+    report = run_index([root], tmp_path / "i.duckdb")
+    errors = dict(report.failed)
+    assert errors["alice/tinyllama-a-instruct"] == (
+        f"{config}: config.json is not valid JSON (JSONDecodeError)"
+    )
+    assert errors["northwind/tinyllama-a"].startswith(f"{shard_index}: shard '../escape")
+    assert report.status == "failed" and report.bytes_read == 0
