@@ -1,1 +1,0 @@
-from tests.zoo.conftest import small_zoo  # noqa: F401  (shared session fixture)
