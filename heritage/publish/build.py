@@ -88,6 +88,21 @@ class PublishReport:
 
 # ---------------------------------------------------------------- rendering
 
+# Columns of each row of the catalog's search index (site/static/catalog.js reads them).
+CATALOG_FIELDS = (
+    "slug",
+    "name",
+    "params",
+    "layers",
+    "family",
+    "arch",
+    "format",
+    "source",
+    "date",
+    "relation",
+    "status",
+)
+
 
 def make_environment(templates: Path) -> Environment:
     """Jinja with autoescape on for every template: all text is untrusted."""
@@ -164,19 +179,7 @@ def search_index(site: Site) -> str:
             ]
         )
     data = {
-        "fields": [
-            "slug",
-            "name",
-            "params",
-            "layers",
-            "family",
-            "arch",
-            "format",
-            "source",
-            "date",
-            "relation",
-            "status",
-        ],
+        "fields": list(CATALOG_FIELDS),
         "families": families,
         **{k: list(v) for k, v in lookups.items()},
         "models": rows,

@@ -20,6 +20,7 @@ import yaml
 
 from heritage.formats import CheckpointError, open_checkpoint
 from heritage.sources.local import CARD_NAME, is_weight_file
+from heritage.summary import file_sha256
 
 DEFAULT_MAX_BYTES = 5 * 10**9  # 5 GB
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
@@ -80,14 +81,6 @@ def _copy_hashing(src: Path, dst: Path) -> str:
             fout.write(chunk)
         fout.flush()
         os.fsync(fout.fileno())
-    return h.hexdigest()
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            h.update(chunk)
     return h.hexdigest()
 
 
@@ -153,7 +146,7 @@ def add_to_lake(
     try:
         copy = tmp / src.name
         source_sha = _copy_hashing(src, copy)
-        copy_sha = _sha256(copy)
+        copy_sha = file_sha256(copy)
         if copy_sha != source_sha:
             raise UploadError(f"{copy}: sha256 of the copy differs from {src}; upload discarded")
         (tmp / CARD_NAME).write_text(_card(name, description), encoding="utf-8")

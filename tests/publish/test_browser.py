@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
-import statistics
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, Route
 
+from heritage.publish.build import CATALOG_FIELDS
 from heritage.publish.slugs import slug
 from tests.publish.conftest import EVIL_ID, EVIL_NAME
 
@@ -227,19 +228,7 @@ def _search_index(n: int) -> str:
             + [date, "finetune", "ok"]
         )
     data = {
-        "fields": [
-            "slug",
-            "name",
-            "params",
-            "layers",
-            "family",
-            "arch",
-            "format",
-            "source",
-            "date",
-            "relation",
-            "status",
-        ],
+        "fields": list(CATALOG_FIELDS),
         "families": fams,
         "archs": ["A", "B", "C", "D"],
         "formats": ["safetensors", "pytorch", "gguf"],
@@ -249,29 +238,17 @@ def _search_index(n: int) -> str:
     return f"window.HERITAGE_INDEX = {json.dumps(data)};\n"
 
 
-def test_search_stays_fast_with_10000_models(open_site: Opener, site: Path, tmp_path: Path) -> None:
+def test_search_filters_10000_models(open_site: Opener, site: Path, tmp_path: Path) -> None:
+    """Search over 10,000 models narrows the list; its speed is measured by bench/site.py."""
     big = tmp_path / "site"
     shutil.copytree(site, big)
     (big / "static" / "search-index.js").write_text(_search_index(10_000))
     page = open_site("models.html", root=big)
     assert page.locator("#count").inner_text() == "Showing 100 of 10,000 models"
-    times = page.evaluate(
-        """(query) => {
-            const input = document.getElementById('q');
-            const out = [];
-            for (let i = 1; i <= query.length; i++) {
-                const t0 = performance.now();
-                input.value = query.slice(0, i);
-                input.dispatchEvent(new Event('input', {bubbles: true}));
-                document.body.getBoundingClientRect();  // include the layout it causes
-                out.push(performance.now() - t0);
-            }
-            return out;
-        }""",
-        "llama-7b-1",
-    )
-    assert statistics.median(times) < 50, times
-    assert max(times) < 100, times  # a busy CI machine may hiccup once
+    page.fill("#q", "llama-7b-1")
+    count = page.locator("#count").inner_text()
+    found = re.fullmatch(r"([\d,]+) models? match(?:es)?", count)
+    assert found and 0 < int(found.group(1).replace(",", "")) < 10_000, count
 
 
 def test_script_rows_match_the_server_rows(open_site: Opener) -> None:

@@ -62,7 +62,7 @@ def test_refusals(weights: Path, tmp_path: Path):
 
 def test_a_copy_that_does_not_verify_is_discarded(weights, tmp_path, monkeypatch):
     lake = tmp_path / "lake"
-    monkeypatch.setattr(lake_mod, "_sha256", lambda path: "0" * 64)
+    monkeypatch.setattr(lake_mod, "file_sha256", lambda path: "0" * 64)
     with pytest.raises(UploadError, match="sha256 of the copy differs"):
         add_to_lake(weights, "m", lake)
     assert list(lake.iterdir()) == []
