@@ -90,7 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"Open it with:  duckdb -readonly {db}")
     print("Three example queries from the README, and what they return:")
     run_queries(db)
-    return 0
+    site = out_dir / "site"
+    code = cli_main(["publish", "--db", str(db), "--out", str(site)])
+    if code == 0:
+        print(f"\nThe catalog site is {(site / 'index.html').resolve()} (open it in a browser)")
+    return code
 
 
 if __name__ == "__main__":
