@@ -8,9 +8,11 @@ Everything here is a plain function of fingerprints (numpy arrays); no I/O. The 
 3. inside a family, collapse exact duplicates, then attach lower-precision copies that
    sit within rounding distance of a source as quantized leaves;
 4. detect merges: a model fitted almost exactly by a weighted average of two others;
-5. connect the rest by a minimum spanning tree of weight distances, and root it where
-   training-progress statistics (per-tensor RMS and kurtosis, and creation times when
-   known) change most consistently from parent to child across the whole tree.
+5. for the rest, try the likeliest roots (ranked on a minimum spanning tree); each root
+   fixes which way training-progress statistics (per-tensor RMS, kurtosis, spread,
+   spectrum) move, every model takes as parent its nearest less-trained model, and the
+   root whose tree moves the statistics (and creation times, when known) most
+   consistently wins; sweep siblings that look like a chain are then split back.
 """
 
 from __future__ import annotations
