@@ -33,6 +33,7 @@ bench: setup
 	$(BIN)/python bench/read.py
 	$(BIN)/python bench/lineage.py
 	$(BIN)/python bench/index.py
+	$(BIN)/python bench/hub.py
 
 bench-site: setup
 	$(BIN)/python bench/site.py

@@ -347,6 +347,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("publish", help="publish the static catalog site from the index")
     add_publish_arguments(p)
+
+    from heritage.hub.cli import add_hub_parser
+
+    add_hub_parser(sub)
     return parser
 
 

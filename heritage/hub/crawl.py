@@ -1,0 +1,363 @@
+"""Indexing Hub repos: list, pin each repo's commit, read headers and samples over HTTP.
+
+One listing call (``expand`` = sha, siblings, cardData, createdAt, …) describes every repo,
+so there is no per-model API call; weights are read through :class:`HttpRangeSource`.
+Repos whose commit sha is already in the index are not fetched again. The new Hub rows
+are merged with the index's other models and lineage is recomputed over all of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from heritage.crawl.assemble import lineage_graph, utcnow
+from heritage.crawl.run import index_lock
+from heritage.fingerprint import Fingerprint, fingerprint
+from heritage.formats.errors import CheckpointError
+from heritage.hub.http_source import redact
+from heritage.hub.remote import open_remote, weight_files
+from heritage.index import (
+    IndexData,
+    edges_frame,
+    families_frame,
+    family_ids,
+    fingerprints_frame,
+    model_row,
+    models_frame,
+    read_index,
+    table_frame,
+    tensors_frame,
+    write_index,
+)
+from heritage.summary import count_layers, structure_hash
+
+log = logging.getLogger("heritage.hub")
+ID_PREFIX = "hub:"  # Hub model ids never clash with local ones (those are relative paths)
+
+
+def hub_model_id(repo: str) -> str:
+    return ID_PREFIX + repo
+
+
+EXPAND = [
+    "sha",
+    "siblings",
+    "cardData",
+    "createdAt",
+    "lastModified",
+    "gated",
+    "private",
+    "downloads",
+    "likes",
+    "tags",
+]
+
+
+@dataclass
+class HubReport:
+    """What a Hub run did, per repo."""
+
+    db: str = ""
+    read: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    not_fingerprinted: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    bytes_read: int = 0
+    requests: int = 0
+    per_repo: dict[str, tuple[int, int]] = field(default_factory=dict)  # bytes, requests
+    n_edges: int = 0
+    n_families: int = 0
+
+
+def _get(info: Any, *names: str) -> Any:
+    for n in names:
+        v = info.get(n) if isinstance(info, dict) else getattr(info, n, None)
+        if v is not None:
+            return v
+    return None
+
+
+def _siblings(info: Any) -> list[str]:
+    out = []
+    for s in _get(info, "siblings") or []:
+        name = s.get("rfilename") if isinstance(s, dict) else getattr(s, "rfilename", None)
+        if name:
+            out.append(name)
+    return out
+
+
+def _card(info: Any) -> dict[str, Any]:
+    raw = _get(info, "card_data", "cardData")
+    if raw is None:
+        return {}
+    if hasattr(raw, "to_dict"):
+        raw = raw.to_dict()
+    return dict(raw) if isinstance(raw, dict) else {}
+
+
+def _created(info: Any) -> datetime | None:
+    v = _get(info, "created_at", "createdAt")
+    if isinstance(v, str):
+        v = datetime.fromisoformat(v.replace("Z", "+00:00"))
+    if isinstance(v, datetime):
+        return v.astimezone(UTC).replace(tzinfo=None)
+    return None
+
+
+def _base_models(card: dict[str, Any]) -> list[str]:
+    base = card.get("base_model")
+    if isinstance(base, str):
+        return [base]
+    if isinstance(base, list):
+        return [b for b in base if isinstance(b, str)]
+    return []
+
+
+def list_repos(
+    api: Any,
+    *,
+    search: str | None = None,
+    author: str | None = None,
+    filter: Sequence[str] | None = None,
+    sort: str | None = None,
+    limit: int | None = None,
+    repos: Sequence[str] | None = None,
+    revision: str | None = None,
+) -> list[Any]:
+    """Model infos with sha, siblings and card data: one listing, or one call per ``repos``."""
+    if repos:
+        return [api.model_info(r, revision=revision, expand=EXPAND) for r in repos]
+    return list(
+        api.list_models(
+            search=search,
+            author=author,
+            filter=list(filter) if filter else None,
+            sort=sort,
+            limit=limit,
+            expand=EXPAND,
+        )
+    )
+
+
+def _fields(info: Any, repo: str, sha: str | None, card: dict[str, Any]) -> dict[str, Any]:
+    gated = _get(info, "gated")
+    return {
+        "name": repo,
+        "source": "hub",
+        "location": repo,
+        "revision": sha,
+        "declared_base_models": _base_models(card),
+        "card": {
+            "license": card.get("license"),
+            "tags": _get(info, "tags") or card.get("tags") or [],
+            "downloads": _get(info, "downloads"),
+            "likes": _get(info, "likes"),
+            "base_model": card.get("base_model"),
+            "base_model_relation": card.get("base_model_relation"),
+        },
+        "created_at": _created(info),
+        "gated": bool(gated) and gated != "false",
+        "private": bool(_get(info, "private")),
+    }
+
+
+def read_repo(
+    endpoint: str,
+    info: Any,
+    session: Any,
+    headers: dict[str, str],
+    source_options: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], Fingerprint | None, int, int]:
+    """(models row, fingerprint or None, bytes read, requests) for one listed repo."""
+    repo = _get(info, "id", "modelId")
+    sha = _get(info, "sha")
+    card = _card(info)
+    common = _fields(info, repo, sha, card)
+    files = _siblings(info)
+    now = utcnow()
+    kind, _picked = weight_files(files)
+    if kind in ("pickle", "none"):
+        why = "only pickle weights (.bin/.pt), not read remotely" if kind == "pickle" else None
+        return (
+            model_row(
+                hub_model_id(repo), **common, status="not_fingerprinted", error=why, indexed_at=now
+            ),
+            None,
+            0,
+            0,
+        )
+    if not sha:
+        err = f"{repo}: listing gave no commit sha"
+        return (
+            model_row(hub_model_id(repo), **common, status="failed", error=err, indexed_at=now),
+            None,
+            0,
+            0,
+        )
+    ckpt = None
+    try:
+        ckpt = open_remote(
+            endpoint, repo, sha, files, session=session, headers=headers, **(source_options or {})
+        )
+        fp = fingerprint(ckpt)
+    except CheckpointError as exc:
+        text = redact(" ".join(str(exc).split()), headers)
+        if "gated or private" in text:
+            text = f"gated: {text}"
+        row = model_row(hub_model_id(repo), **common, status="failed", error=text, indexed_at=now)
+        return row, None, 0, 0
+    ts = ckpt.tensors
+    row = model_row(
+        hub_model_id(repo),
+        **common,
+        format=ckpt.format,
+        files=[
+            {"name": f, "bytes": s.size, "sha256": None, "mtime": None}
+            for f, s in ckpt._sources.items()
+            if not f.endswith("#")
+        ],
+        bytes=sum(s.size for f, s in ckpt._sources.items() if not f.endswith("#")),
+        n_params=sum(t.n_params for t in ts),
+        n_tensors=len(ts),
+        n_layers=count_layers(t.name for t in ts),
+        dtypes=sorted({t.dtype for t in ts}),
+        structure_hash=structure_hash(ts),
+        status="ok",
+        error=None,
+        indexed_at=now,
+    )
+    return row, fp, ckpt.bytes_read, ckpt.requests
+
+
+def run_hub(
+    db: str | Path,
+    *,
+    endpoint: str | None = None,
+    token: str | bool | None = None,
+    search: str | None = None,
+    author: str | None = None,
+    filter: Sequence[str] | None = None,
+    sort: str | None = None,
+    limit: int | None = None,
+    repos: Sequence[str] | None = None,
+    revision: str | None = None,
+    full: bool = False,
+    source_options: dict[str, Any] | None = None,
+) -> HubReport:
+    """Index Hub repos into ``db``, merged with its other models; returns the report.
+
+    ``source_options`` go to every :class:`HttpRangeSource` (retries, backoff, sleep, …).
+    """
+    from huggingface_hub import HfApi, constants
+    from huggingface_hub.utils import build_hf_headers, get_session
+
+    endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
+    api = HfApi(endpoint=endpoint, token=token)
+    headers = dict(build_hf_headers(token=token))
+    session = get_session()
+    db = Path(db)
+    report = HubReport(db=str(db))
+    started = utcnow()
+    with index_lock(db):
+        previous = read_index(db)
+        infos = list_repos(
+            api,
+            search=search,
+            author=author,
+            filter=filter,
+            sort=sort,
+            limit=limit,
+            repos=repos,
+            revision=revision,
+        )
+        prev_rows = {r["model_id"]: r for r in previous.models.iter_rows(named=True)}
+        rows: list[dict[str, Any]] = []
+        fresh: dict[str, Fingerprint] = {}
+        reused: list[str] = []
+        for info in infos:
+            repo = _get(info, "id", "modelId")
+            mid = hub_model_id(repo)
+            old = prev_rows.get(mid)
+            if (
+                not full
+                and old is not None
+                and old["source"] == "hub"
+                and old["revision"] == _get(info, "sha")
+                and old["status"] in ("ok", "not_fingerprinted")
+            ):
+                rows.append({k: v for k, v in old.items() if k != "family_id"})
+                reused.append(mid)
+                report.unchanged.append(repo)
+                continue
+            row, fp, nbytes, nreq = read_repo(endpoint, info, session, headers, source_options)
+            rows.append(row)
+            report.bytes_read += nbytes
+            report.requests += nreq
+            report.per_repo[repo] = (nbytes, nreq)
+            if fp is not None:
+                fresh[mid] = fp
+                report.read.append(repo)
+            elif row["status"] == "not_fingerprinted":
+                report.not_fingerprinted.append(repo)
+            else:
+                report.failed.append((repo, row["error"]))
+                log.warning("failed %s", row["error"])
+        seen = {r["model_id"] for r in rows}
+        others = previous.models.filter(~pl.col("model_id").is_in(list(seen)))
+        schema = models_frame([]).schema
+        models = pl.concat([models_frame(rows), others.select(list(schema)).cast(schema)])
+        keep = set(others["model_id"].to_list()) | set(reused)
+        fps = pl.concat(
+            [
+                previous.fingerprints.filter(pl.col("model_id").is_in(list(keep))),
+                fingerprints_frame(fresh),
+            ]
+        )
+        tensors = pl.concat(
+            [previous.tensors.filter(pl.col("model_id").is_in(list(keep))), tensors_frame(fresh)]
+        )
+        graph = lineage_graph(models, fps, tensors)
+        families = family_ids(graph)
+        models = models.with_columns(
+            pl.col("model_id")
+            .replace_strict(families, default=None, return_dtype=pl.String)
+            .alias("family_id")
+        )
+        edges = edges_frame(graph)
+        fam = families_frame(graph)
+        report.n_edges, report.n_families = edges.height, fam.height
+        run_row = {
+            "run_id": uuid.uuid4().hex,
+            "flow": "index-hub-plain",
+            "started_at": started,
+            "finished_at": utcnow(),
+            "source": endpoint,
+            "n_seen": len(infos),
+            "n_added": len(report.read),
+            "n_changed": 0,
+            "n_unchanged": len(report.unchanged),
+            "n_failed": len(report.failed),
+            "n_edges_changed": 0,
+            "bytes_read": report.bytes_read,
+            "errors": [e for _, e in report.failed],
+            "status": "ok" if not report.failed else "partial",
+        }
+        data = IndexData(
+            models=models.sort("model_id"),
+            tensors=tensors,
+            fingerprints=fps,
+            families=fam,
+            edges=edges,
+            runs=pl.concat([previous.runs, table_frame("runs", [run_row])]),
+            meta={k: v for k, v in previous.meta.items() if k != "written_at"},
+        )
+        write_index(db, data)
+    return report

@@ -1,0 +1,15 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.hub.emulator import HubEmulator
+
+
+def test_index_hub_flow(hub: HubEmulator, tmp_path: Path, prefect_harness) -> None:
+    from flows.index_hub import index_hub
+
+    db = tmp_path / "f.duckdb"
+    result = index_hub(db=str(db), endpoint=hub.url, author="lumenlabs")
+    assert set(result["read"]) == {"lumenlabs/tinyllama-b", "lumenlabs/vit-tiny-b"}
+    assert not result["failed"]
+    index_hub.validate_parameters({"db": "x.duckdb", "search": "llama", "limit": 5})
