@@ -24,18 +24,10 @@ sys.path.insert(0, str(ROOT))
 
 from heritage.index import write_index  # noqa: E402
 from heritage.publish import publish  # noqa: E402
+from heritage.publish.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from heritage.publish.synthetic import synthetic_index  # noqa: E402
 
 CACHE = ROOT / ".cache" / "bench"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 QUERY = "llama-7b-instruct"
 TYPE_JS = """(query) => {
     const input = document.getElementById('q');
@@ -70,7 +62,7 @@ def search_times(site: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         start = time.perf_counter()
         page.goto((site / "models.html").as_uri())

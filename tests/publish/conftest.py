@@ -13,18 +13,10 @@ from playwright.sync_api import Browser
 
 from heritage.index import IndexData, model_row, models_frame, table_frame, write_index
 from heritage.publish import publish
+from heritage.publish.browser import CHROMIUM, CHROMIUM_ARGS
 from heritage.publish.synthetic import synthetic_index
 from tests.index.sample import sample_index
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "build" / "screenshots"
 
 EVIL_NAME = "<script>alert(1)</script>"
