@@ -278,7 +278,7 @@ def _close(x: float | None, y: float | None) -> bool:
 
 
 def lineage_graph(models: pl.DataFrame, fps: pl.DataFrame, tensors: pl.DataFrame) -> nx.DiGraph:
-    """Recover lineage over every ok model from stored fingerprint rows (no created_at)."""
+    """Recover lineage over every ok model from stored fingerprint rows and created_at."""
     ok = set(models.filter(pl.col("status") == "ok")["model_id"].to_list())
     prints = fingerprints_from_frame(
         fps.filter(pl.col("model_id").is_in(list(ok))),
@@ -290,6 +290,20 @@ def lineage_graph(models: pl.DataFrame, fps: pl.DataFrame, tensors: pl.DataFrame
         when = created.get(mid)
         inputs.append(ModelInput(mid, fp, when.replace(tzinfo=UTC).timestamp() if when else None))
     return recover_lineage(inputs)
+
+
+def relate(
+    models: pl.DataFrame, fps: pl.DataFrame, tensors: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Lineage for a run's tables: models with their family_id, then edges and families."""
+    graph = lineage_graph(models, fps, tensors)
+    families = family_ids(graph)
+    models = models.with_columns(
+        pl.col("model_id")
+        .replace_strict(families, default=None, return_dtype=pl.String)
+        .alias("family_id")
+    )
+    return models, edges_frame(graph), families_frame(graph)
 
 
 def _sorted(table: str, frame: pl.DataFrame) -> pl.DataFrame:
@@ -362,15 +376,7 @@ def build_tables(
 def add_lineage(draft: Draft, previous: IndexData) -> tuple[IndexData, RunReport]:
     """Recompute lineage over the draft, diff its edges, and append the runs row."""
     report = draft.report
-    graph = lineage_graph(draft.models, draft.fingerprints, draft.tensors)
-    families = family_ids(graph)
-    models = draft.models.with_columns(
-        pl.col("model_id")
-        .replace_strict(families, default=None, return_dtype=pl.String)
-        .alias("family_id")
-    )
-    edges = edges_frame(graph)
-    fam = families_frame(graph)
+    models, edges, fam = relate(draft.models, draft.fingerprints, draft.tensors)
     report.edges = diff_edges(previous.edges, edges)
     report.n_ok = models.filter(pl.col("status") == "ok").height
     report.n_edges = edges.height

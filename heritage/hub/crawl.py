@@ -18,7 +18,7 @@ from typing import Any
 
 import polars as pl
 
-from heritage.crawl.assemble import lineage_graph, utcnow
+from heritage.crawl.assemble import relate, utcnow
 from heritage.crawl.run import index_lock
 from heritage.fingerprint import Fingerprint, fingerprint
 from heritage.formats.errors import CheckpointError
@@ -26,9 +26,6 @@ from heritage.hub.http_source import redact
 from heritage.hub.remote import open_remote, weight_files
 from heritage.index import (
     IndexData,
-    edges_frame,
-    families_frame,
-    family_ids,
     fingerprints_frame,
     model_row,
     models_frame,
@@ -324,15 +321,7 @@ def run_hub(
         tensors = pl.concat(
             [previous.tensors.filter(pl.col("model_id").is_in(list(keep))), tensors_frame(fresh)]
         )
-        graph = lineage_graph(models, fps, tensors)
-        families = family_ids(graph)
-        models = models.with_columns(
-            pl.col("model_id")
-            .replace_strict(families, default=None, return_dtype=pl.String)
-            .alias("family_id")
-        )
-        edges = edges_frame(graph)
-        fam = families_frame(graph)
+        models, edges, fam = relate(models, fps, tensors)
         report.n_edges, report.n_families = edges.height, fam.height
         run_row = {
             "run_id": uuid.uuid4().hex,
