@@ -12,7 +12,11 @@ Everything here is a plain function of fingerprints (numpy arrays); no I/O. The 
    fixes which way training-progress statistics (per-tensor RMS, kurtosis, spread,
    spectrum) move, every model takes as parent its nearest less-trained model, and the
    root whose tree moves the statistics (and creation times, when known) most
-   consistently wins; sweep siblings that look like a chain are then split back.
+   consistently wins;
+6. from that root, the tree is a minimum spanning arborescence over each model's nearest
+   neighbours, an edge costing its distance plus a penalty for running against the
+   progress order; sweep siblings that look like a chain are split back, and a model
+   about as close to its grandparent as to its parent is given to the grandparent.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from heritage.lineage.evidence import Evidence, architecture_key, build_evidence
 from heritage.lineage.neighbours import all_pairs, candidate_pairs, pair_distances
 from heritage.lineage.precision import precision_bits
 
-METHOD = "heritage-lineage/1"
+METHOD = "heritage-lineage/2"
 
 
 @dataclass(frozen=True)
@@ -50,8 +54,10 @@ class LineageSettings:
     # Fine-tune edges carry the precision measured for them on the zoo benchmarks (0.70-0.78): no
     # per-edge feature tried (distance margins, root margins) predicted which are wrong.
     finetune_confidence: float = 0.7
-    spanning_weight: float = 0.3  # weight of the spanning tree's own root score
+    spanning_weight: float = 0.1  # weight of the spanning tree's own root score
     root_candidates: int = 16  # roots tried per family, best first by spanning-tree score
+    order_penalty: float = 1.2  # arborescence: extra cost per unit of progress order reversed
+    detour_ratio: float = 0.05  # a child nearly as close to its grandparent belongs to it
 
 
 @dataclass
@@ -156,6 +162,7 @@ def _recover_group(models: list[ModelInput], graph: nx.DiGraph, settings: Lineag
             best_cos[i] = max(best_cos[i], c)
             best_cos[j] = max(best_cos[j], c)
     null_sd = 1.0 / math.sqrt(max(ev.n_entries, 1))
+    problems: list[_TreeProblem] = []
     for members in uf.groups(range(n)):
         fam_id = (
             "fam-"
@@ -168,7 +175,10 @@ def _recover_group(models: list[ModelInput], graph: nx.DiGraph, settings: Lineag
                 # how far the closest kin sits above what unrelated models show
                 conf = _logistic((best_cos[i] - settings.kin_cosine) / (4 * null_sd + 1e-3))
             graph.nodes[models[i].id].update(family=fam_id, family_confidence=round(conf, 4))
-        _recover_family(models, members, ev, graph, settings)
+        problem = _recover_family(models, members, ev, graph, settings)
+        if problem is not None:
+            problems.append(problem)
+    _solve_trees(models, ev.unit, problems, graph, settings)
 
 
 def _family_pairs(
@@ -199,13 +209,25 @@ def _dist(pairs: dict[tuple[int, int], float], i: int, j: int) -> float | None:
     return pairs.get((i, j) if i < j else (j, i))
 
 
+@dataclass
+class _TreeProblem:
+    """The fine-tune tree still to be found in one family, after copies and merges."""
+
+    nodes: list[int]  # sorted indices into the group
+    pairs: dict[tuple[int, int], float]
+    spanning: nx.Graph
+    stats: np.ndarray  # (nodes, statistics) training-progress statistics
+    near: dict[int, list[tuple[float, int]]]  # measured neighbours among nodes, nearest first
+
+
 def _recover_family(
     models: list[ModelInput],
     members: list[int],
     ev: Evidence,
     graph: nx.DiGraph,
     settings: LineageSettings,
-) -> None:
+) -> _TreeProblem | None:
+    """Copies and merges of one family; returns the tree still to orient, if any."""
     x = ev.unit
     pairs = _family_pairs(x, members, settings)
 
@@ -250,26 +272,76 @@ def _recover_family(
         conf = 0.5 + 0.5 * max(0.0, 1.0 - ratio / settings.merge_residual)
         _edge(graph, models, p1, c, "merge", conf, d1, weight=alpha)
         _edge(graph, models, p2, c, "merge", conf, d2, weight=1.0 - alpha)
-    tree_nodes = [i for i in core if i not in merged]
+    tree_nodes = sorted(i for i in core if i not in merged)
 
-    # 4. spanning tree over the rest, rooted by training-progress trends, then refined
-    #    as a minimum arborescence whose costs add the per-edge direction evidence
+    # 4. the rest is a fine-tune tree, oriented once every family of the group is known
     if len(tree_nodes) == 1:
         graph.nodes[models[tree_nodes[0]].id]["root_confidence"] = 1.0
-        return
-    undirected = _spanning_tree(x, tree_nodes, pairs)
-    tree_nodes = sorted(tree_nodes)
+        return None
     stats = _progress_stats(models, tree_nodes)
-    root, directed, root_conf = _best_rooted_tree(
-        models, x, stats, tree_nodes, pairs, undirected, settings
-    )
-    directed = _split_sweeps(x, directed, settings)
-    graph.nodes[models[root].id]["root_confidence"] = round(root_conf, 4)
-    for parent, child in sorted(directed):
-        d = _dist(pairs, parent, child)
-        if d is None:
-            d = float(np.linalg.norm(x[parent] - x[child]))
-        _edge(graph, models, parent, child, "finetune", settings.finetune_confidence, d)
+    node_set = set(tree_nodes)
+    near = {
+        v: [(d, u) for d, u in lst if u in node_set]
+        for v, lst in _neighbour_lists(pairs).items()
+        if v in node_set
+    }
+    return _TreeProblem(tree_nodes, pairs, _spanning_tree(x, tree_nodes, pairs), stats, near)
+
+
+def _solve_trees(
+    models: list[ModelInput],
+    x: np.ndarray,
+    problems: list[_TreeProblem],
+    graph: nx.DiGraph,
+    settings: LineageSettings,
+) -> None:
+    """Root every family's tree, then orient it as a minimum spanning arborescence."""
+    for prob in problems:
+        trials = _root_trials(models, x, prob, settings)
+        score, root, _ = trials[0]
+        second = trials[1][0] if len(trials) > 1 else None
+        # consistency differences of a few percent are decisive
+        root_conf = 1.0 if second is None else _logistic((score - second) / 0.02)
+        edges = _arborescence(x, prob, root, settings)
+        edges = _split_sweeps(x, edges, settings)
+        edges = _skip_detours(x, edges, settings)
+        graph.nodes[models[root].id]["root_confidence"] = round(root_conf, 4)
+        for parent, child in sorted(edges):
+            d = _dist(prob.pairs, parent, child)
+            if d is None:
+                d = float(np.linalg.norm(x[parent] - x[child]))
+            _edge(graph, models, parent, child, "finetune", settings.finetune_confidence, d)
+
+
+def _arborescence(
+    x: np.ndarray, prob: _TreeProblem, root: int, settings: LineageSettings
+) -> list[tuple[int, int]]:
+    """Minimum spanning arborescence from ``root`` over the candidate pairs.
+
+    An edge costs its distance plus, when it runs against the training-progress order
+    learned for this root, a penalty growing with how far against it runs (in units of
+    the family's median distance); no edge may enter the root.
+    """
+    nodes = prob.nodes
+    pi = _progress_order(prob.stats, nodes, root)
+    pos = {v: k for k, v in enumerate(nodes)}
+    candidates: dict[tuple[int, int], float] = {}
+    for v, near in prob.near.items():  # each node's nearest: n * k edges
+        for d, u in near[: settings.k_neighbours]:
+            candidates[(min(u, v), max(u, v))] = d
+    for i, j, data in prob.spanning.edges(data=True):  # keeps the candidates connected
+        candidates.setdefault((min(i, j), max(i, j)), data["distance"])
+    scale = float(np.median(list(candidates.values()))) if candidates else 1.0
+    g = nx.DiGraph()
+    g.add_nodes_from(nodes)
+    for (i, j), d in sorted(candidates.items()):
+        for u, v in ((i, j), (j, i)):
+            if v == root:
+                continue
+            behind = max(0.0, float(pi[pos[u]] - pi[pos[v]]))
+            g.add_edge(u, v, cost=d + settings.order_penalty * scale * behind)
+    tree = nx.minimum_spanning_arborescence(g, attr="cost", preserve_attrs=False)
+    return sorted(tree.edges())
 
 
 def _earliest(models: list[ModelInput], cls: list[int], settings: LineageSettings) -> int:
@@ -503,36 +575,28 @@ def _tree_consistency(
     return score
 
 
-def _best_rooted_tree(
-    models: list[ModelInput],
-    x: np.ndarray,
-    stats: np.ndarray,
-    nodes: list[int],
-    pairs: dict[tuple[int, int], float],
-    spanning: nx.Graph,
-    settings: LineageSettings,
-) -> tuple[int, list[tuple[int, int]], float]:
-    """Try the likeliest roots; keep the one whose progress tree is most consistent.
+def _root_trials(
+    models: list[ModelInput], x: np.ndarray, prob: _TreeProblem, settings: LineageSettings
+) -> list[tuple[float, int, list[tuple[int, int]]]]:
+    """The likeliest roots, best first, each with its progress tree and its score.
 
     A root fixes which way each statistic moves with training; the progress tree then
-    follows from it. The spanning tree's own root score ranks the candidates, so large
-    families try only the best ``root_candidates`` of them.
+    follows from it, and the score is how consistently it moves them. The spanning
+    tree's own root score ranks the candidates, so large families try only the best
+    ``root_candidates`` of them.
     """
-    ranked = _root_scores(models, stats, nodes, spanning, settings)
+    stats, nodes = prob.stats, prob.nodes
+    ranked = _root_scores(models, stats, nodes, prob.spanning, settings)
     candidates = [nodes[k] for k in np.argsort(-ranked, kind="stable")[: settings.root_candidates]]
     pos = {v: k for k, v in enumerate(nodes)}
     top = max(float(ranked.max()), 1e-12)
     trials = []
     for r in sorted(candidates):
-        edges = _progress_tree(x, stats, nodes, pairs, r)
+        edges = _progress_tree(x, stats, nodes, prob.near, r)
         score = _tree_consistency(models, stats, nodes, edges, settings)
         score += settings.spanning_weight * float(ranked[pos[r]]) / top
-        trials.append((score, -r, r, edges))
-    trials.sort(reverse=True)
-    best_score, _, root, edges = trials[0]
-    scale = 0.02  # consistency differences of a few percent are decisive
-    root_conf = _logistic((best_score - trials[1][0]) / scale) if len(trials) > 1 else 1.0
-    return root, edges, root_conf
+        trials.append((score, r, edges))
+    return sorted(trials, key=lambda t: (-t[0], t[1]))
 
 
 def _progress_order(stats: np.ndarray, nodes: list[int], root: int) -> np.ndarray:
@@ -555,22 +619,21 @@ def _progress_tree(
     x: np.ndarray,
     stats: np.ndarray,
     nodes: list[int],
-    pairs: dict[tuple[int, int], float],
+    near: dict[int, list[tuple[float, int]]],
     root: int,
 ) -> list[tuple[int, int]]:
     """Each model's parent is its nearest neighbour among models that are less trained."""
     pi = _progress_order(stats, nodes, root)
     pos = {v: k for k, v in enumerate(nodes)}
     pi[pos[root]] = -np.inf
-    node_set = set(nodes)
-    lists = _neighbour_lists(pairs)
     edges = []
     for v in nodes:
         if v == root:
             continue
-        below = [(d, u) for d, u in lists.get(v, []) if u in node_set and pi[pos[u]] < pi[pos[v]]]
-        if below:
-            edges.append((below[0][1], v))
+        mine = pi[pos[v]]
+        parent = next((u for _, u in near.get(v, []) if pi[pos[u]] < mine), None)
+        if parent is not None:
+            edges.append((parent, v))
             continue
         # no measured neighbour is less trained: measure all that are
         cands = [u for u in nodes if pi[pos[u]] < pi[pos[v]]]
@@ -608,6 +671,36 @@ def _split_sweeps(
                     cosine = float(first @ second) / (d1 * d2)
                     if cosine > settings.sweep_cosine and d2 > settings.sweep_ratio * d1:
                         parent[c] = gp
+            queue.append(c)
+    return sorted((p, c) for c, p in parent.items())
+
+
+def _skip_detours(
+    x: np.ndarray, edges: list[tuple[int, int]], settings: LineageSettings
+) -> list[tuple[int, int]]:
+    """A child hardly farther from its grandparent than from its parent is a sibling.
+
+    Fine-tunes of one base share part of their update, so a sibling that took only a
+    small step sits slightly nearer to the others than the base does and looks like
+    their parent. A real intermediate model usually lies on the way: the grandparent is
+    then farther from the child than the parent is by a clear margin. On the zoos the
+    margin of true intermediates was 4-40% of the grandparent-parent distance and that
+    of most false ones under 3%; below ``detour_ratio`` the child goes to the grandparent.
+    """
+    parent = {c: p for p, c in edges}
+    children: dict[int, list[int]] = {}
+    for p, c in edges:
+        children.setdefault(p, []).append(c)
+    queue = sorted(p for p in children if p not in parent)
+    while queue:
+        p = queue.pop(0)
+        for c in sorted(children.get(p, [])):
+            gp = parent.get(p)
+            if gp is not None and parent.get(c) == p:
+                d_gp_p = float(np.linalg.norm(x[p] - x[gp]))
+                detour = float(np.linalg.norm(x[c] - x[gp])) - float(np.linalg.norm(x[c] - x[p]))
+                if detour < settings.detour_ratio * d_gp_p:
+                    parent[c] = gp
             queue.append(c)
     return sorted((p, c) for c, p in parent.items())
 

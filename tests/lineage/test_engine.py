@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
 from heritage.lineage import LineageSettings, ModelInput, recover_lineage
+from heritage.lineage.engine import _skip_detours
 from tests.lineage.synthetic import average, bf16, finetune, int8, make, root
 
 
@@ -105,3 +107,26 @@ def test_single_model_and_empty_input():
 def test_duplicate_ids_are_refused():
     with pytest.raises(ValueError, match="unique"):
         recover_lineage([ModelInput("x", make(root(1))), ModelInput("x", make(root(2)))])
+
+
+def test_a_sibling_that_took_a_small_step_does_not_adopt_the_others():
+    """Siblings share part of their update: the one that moved least looks like a parent."""
+    rng = np.random.default_rng(0)
+    dims = 4000
+
+    def unit() -> np.ndarray:
+        v = rng.standard_normal(dims)
+        return v / np.linalg.norm(v)
+
+    u, w = unit(), unit()
+    base = np.zeros(dims)
+    small = 0.1 * u  # a sibling that barely moved...
+    big = 1.0 * w + 0.06 * u  # ...and one that moved far, sharing a little of its update
+    x = np.stack([base, small, big])
+    chained = [(0, 1), (1, 2)]
+    assert np.linalg.norm(big - small) < np.linalg.norm(big - base)  # the trap
+    assert _skip_detours(x, chained, LineageSettings()) == [(0, 1), (0, 2)]
+    assert _skip_detours(x, chained, LineageSettings(detour_ratio=0.0)) == chained
+    # a real intermediate: its child moved on from it, three times as far
+    x2 = np.stack([base, small, small + 0.3 * w])
+    assert _skip_detours(x2, chained, LineageSettings()) == chained
