@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -16,7 +18,14 @@ import numpy as np
 from heritage.formats.checkpoint import Checkpoint, RowSample, TensorInfo, check_shape
 from heritage.formats.dtypes import DTYPES, to_float32
 from heritage.formats.errors import BadCheckpoint
-from heritage.formats.source import ByteSource, LocalFileSource
+from heritage.formats.source import (
+    ByteSource,
+    LocalFileSource,
+    ReadBudget,
+    ReadStats,
+    plan_spans,
+    split_spans,
+)
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 # First read: enough for the length prefix and the header of most models in one request.
@@ -141,7 +150,16 @@ class SafetensorsCheckpoint(Checkpoint):
         sources: dict[str, ByteSource],
         fmt: str,
         config: dict[str, Any] | None = None,
+        *,
+        read_budget: ReadBudget | None = None,
+        extra: ReadStats | None = None,
     ) -> None:
+        """``sources`` maps each file name to its byte source, in file order.
+
+        ``read_budget`` bounds the range requests of each batched row read (None: each
+        source merges near ranges its own way); ``extra`` counts reads made for this
+        checkpoint outside its weight files, such as a shard index fetched over HTTP.
+        """
         tensors: list[TensorInfo] = []
         metadata: dict[str, str] = {}
         seen: dict[str, str] = {}
@@ -156,7 +174,9 @@ class SafetensorsCheckpoint(Checkpoint):
                 seen[t.name] = file
             tensors.extend(listed)
         tensors.sort(key=lambda t: t.name)
-        self._sources = sources
+        self._sources = dict(sources)
+        self.read_budget = read_budget
+        self.extra = extra if extra is not None else ReadStats()
         super().__init__(
             location=location,
             format=fmt,
@@ -185,9 +205,18 @@ class SafetensorsCheckpoint(Checkpoint):
                 offset = t.start + r * row_bytes + lo * itemsize
                 per_file.setdefault(t.file, []).append((name, offset, (hi - lo) * itemsize))
         raw: dict[str, list[bytes]] = {name: [] for name in plan}
+        ranges = {file: [(off, n) for _, off, n in wanted] for file, wanted in per_file.items()}
+        got: dict[str, list[bytes]] = {}  # per file, the bytes of each wanted range
+        if self.read_budget is None:
+            got = {file: self._sources[file].read_ranges(r) for file, r in ranges.items()}
+        else:  # one plan across files, so the budget goes where it saves the most bytes
+            spans = plan_spans(ranges, self.read_budget)
+            for file, r in ranges.items():
+                src = self._sources[file]
+                blobs = [src.read(off, length) for off, length, _ in spans[file]]
+                got[file] = split_spans(r, spans[file], blobs)
         for file, wanted in per_file.items():
-            blobs = self._sources[file].read_ranges([(off, n) for _, off, n in wanted])
-            for (name, _, _), blob in zip(wanted, blobs, strict=True):
+            for (name, _, _), blob in zip(wanted, got[file], strict=True):
                 raw[name].append(blob)
         out: dict[str, np.ndarray] = {}
         for name, parts in raw.items():
@@ -198,12 +227,24 @@ class SafetensorsCheckpoint(Checkpoint):
         return out
 
     @property
+    def sources(self) -> Mapping[str, ByteSource]:
+        """The byte source of each weight file, by file name (read-only view)."""
+        return MappingProxyType(self._sources)
+
+    @property
     def bytes_read(self) -> int:
-        return sum(s.stats.bytes_read for s in self._sources.values())
+        """Bytes read from the weight files plus ``extra`` (a remote shard index)."""
+        return sum(s.stats.bytes_read for s in self._sources.values()) + self.extra.bytes_read
 
     @property
     def requests(self) -> int:
-        return sum(s.stats.requests for s in self._sources.values())
+        """Requests sent for the weight files plus ``extra``, retries included."""
+        return sum(s.stats.requests for s in self._sources.values()) + self.extra.requests
+
+    @property
+    def reads(self) -> int:
+        """Requests the reader asked for, retries not counted: what a request budget spends."""
+        return sum(s.stats.reads for s in self._sources.values()) + self.extra.reads
 
     def close(self) -> None:
         for s in self._sources.values():

@@ -7,9 +7,10 @@ file (``pread``) and an HTTP range reader, and every byte read is counted.
 from __future__ import annotations
 
 import os
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from heritage.formats.errors import BadCheckpoint
 
@@ -36,11 +37,17 @@ class ReadStats:
     """What a source has read so far, for benchmarks and incremental crawls."""
 
     bytes_read: int = 0
-    requests: int = 0
+    requests: int = 0  # every request sent, retries included
+    retries: int = 0  # requests that repeated a failed one
 
     def add(self, n: int) -> None:
         self.bytes_read += n
         self.requests += 1
+
+    @property
+    def reads(self) -> int:
+        """Requests the reader asked for (retries not counted): what a request budget spends."""
+        return self.requests - self.retries
 
 
 def coalesce(
@@ -62,6 +69,69 @@ def coalesce(
                 continue
         spans.append((off, length, [i]))
     return spans
+
+
+Span = tuple[int, int, list[int]]
+K = TypeVar("K", bound=Hashable)
+
+
+@dataclass(frozen=True)
+class ReadBudget:
+    """How many range requests one batch of reads may take, and what over-read that may cost.
+
+    Remote requests are slow and rate limited, so neighbouring ranges are merged until the
+    batch fits ``max_requests``, closest neighbours first, which keeps the unwanted bytes
+    read in between as small as the request count allows. ``max_extra_bytes`` bounds those
+    unwanted bytes, so on a large file the byte limit wins over the request count.
+    """
+
+    max_requests: int | None = None  # None: no request limit, only gaps <= merge_gap merge
+    max_extra_bytes: int = 1024 * 1024
+    merge_gap: int = DEFAULT_COALESCE_GAP  # gaps this small always merge
+
+
+def plan_spans(
+    ranges: Mapping[K, list[tuple[int, int]]], budget: ReadBudget
+) -> dict[K, list[Span]]:
+    """Merge each file's (offset, length) ranges into spans that fit the budget.
+
+    Gaps up to ``budget.merge_gap`` always merge. Then, while the spans of all files
+    together exceed ``budget.max_requests``, the smallest remaining gap (in any file) is
+    merged, unless that would take the unwanted bytes past ``budget.max_extra_bytes``.
+    Merging smallest-first keeps the largest gaps as the split points, which reads the
+    fewest bytes for a given number of requests. Spans never cross files; a file with
+    ranges gets at least one span. Returns (offset, length, member indices) per span.
+    """
+    spans = {k: coalesce(r, budget.merge_gap) for k, r in ranges.items()}
+    total = sum(len(s) for s in spans.values())
+    if budget.max_requests is None or total <= budget.max_requests:
+        return spans
+    gaps = sorted(
+        (s[i + 1][0] - (s[i][0] + s[i][1]), n, i)
+        for n, s in enumerate(spans.values())
+        for i in range(len(s) - 1)
+    )
+    keys = list(spans)
+    merge: dict[int, set[int]] = {}  # file number -> indices i whose gap to i + 1 is merged
+    extra = 0
+    for gap, n, i in gaps:
+        if total <= budget.max_requests or extra + gap > budget.max_extra_bytes:
+            break
+        merge.setdefault(n, set()).add(i)
+        extra += gap
+        total -= 1
+    out: dict[K, list[Span]] = {}
+    for n, k in enumerate(keys):
+        merged: list[Span] = []
+        joined = merge.get(n, set())
+        for i, (off, length, members) in enumerate(spans[k]):
+            if merged and i - 1 in joined:
+                p_off, _p_len, p_members = merged[-1]
+                merged[-1] = (p_off, off + length - p_off, p_members + members)
+            else:
+                merged.append((off, length, list(members)))
+        out[k] = merged
+    return out
 
 
 def split_spans(

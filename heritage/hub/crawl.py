@@ -23,7 +23,7 @@ from heritage.crawl.run import index_lock
 from heritage.fingerprint import Fingerprint, fingerprint
 from heritage.formats.errors import CheckpointError
 from heritage.hub.http_source import redact
-from heritage.hub.remote import open_remote, weight_files
+from heritage.hub.remote import open_remote, weight_files, weight_folders
 from heritage.index import (
     IndexData,
     fingerprints_frame,
@@ -166,62 +166,94 @@ def _fields(info: Any, repo: str, sha: str | None, card: dict[str, Any]) -> dict
     }
 
 
+Read = tuple[dict[str, Any], Fingerprint | None, int, int]  # row, fingerprint, bytes, requests
+
+
 def read_repo(
     endpoint: str,
     info: Any,
     session: Any,
     headers: dict[str, str],
     source_options: dict[str, Any] | None = None,
-) -> tuple[dict[str, Any], Fingerprint | None, int, int]:
-    """(models row, fingerprint or None, bytes read, requests) for one listed repo."""
+) -> list[Read]:
+    """(models row, fingerprint or None, bytes read, requests) per model of one listed repo.
+
+    The repo root is always the first model (``hub:ORG/NAME``); each subfolder holding
+    safetensors weights (an adapter, a diffusers component) follows as a model of its own,
+    ``hub:ORG/NAME/FOLDER``, named ``ORG/NAME/FOLDER`` with its files under their repo
+    paths. The card's declared base models belong to the root model only.
+    """
     repo = _get(info, "id", "modelId")
     sha = _get(info, "sha")
-    card = _card(info)
-    common = _fields(info, repo, sha, card)
+    common = _fields(info, repo, sha, _card(info))
     files = _siblings(info)
+    reads = [
+        _read_weights(endpoint, repo, sha, files, "", common, session, headers, source_options)
+    ]
+    root = reads[0][0]
+    if root["status"] == "failed" and (root["error"] or "").startswith("gated:"):
+        return reads  # no token for this repo: its subfolders would be refused the same way
+    folders, more = weight_folders(files)
+    if more:
+        log.warning("%s: %d more subfolders with weights left unread", repo, more)
+    for folder in folders:
+        sub = {**common, "name": f"{repo}/{folder}", "location": f"{repo}/{folder}"}
+        sub["declared_base_models"] = []
+        reads.append(
+            _read_weights(endpoint, repo, sha, files, folder, sub, session, headers, source_options)
+        )
+    return reads
+
+
+def _read_weights(
+    endpoint: str,
+    repo: str,
+    sha: str | None,
+    files: list[str],
+    folder: str,
+    common: dict[str, Any],
+    session: Any,
+    headers: dict[str, str],
+    source_options: dict[str, Any] | None,
+) -> Read:
+    """One model: the weights directly in ``folder`` of the repo ("" for its root)."""
+    mid = hub_model_id(f"{repo}/{folder}" if folder else repo)
     now = utcnow()
-    kind, _picked = weight_files(files)
+    kind, _picked = weight_files(files, folder)
     if kind in ("pickle", "none"):
         why = "only pickle weights (.bin/.pt), not read remotely" if kind == "pickle" else None
-        return (
-            model_row(
-                hub_model_id(repo), **common, status="not_fingerprinted", error=why, indexed_at=now
-            ),
-            None,
-            0,
-            0,
-        )
+        row = model_row(mid, **common, status="not_fingerprinted", error=why, indexed_at=now)
+        return row, None, 0, 0
     if not sha:
         err = f"{repo}: listing gave no commit sha"
-        return (
-            model_row(hub_model_id(repo), **common, status="failed", error=err, indexed_at=now),
-            None,
-            0,
-            0,
-        )
-    ckpt = None
+        return model_row(mid, **common, status="failed", error=err, indexed_at=now), None, 0, 0
     try:
         ckpt = open_remote(
-            endpoint, repo, sha, files, session=session, headers=headers, **(source_options or {})
+            endpoint,
+            repo,
+            sha,
+            files,
+            session=session,
+            headers=headers,
+            folder=folder,
+            **(source_options or {}),
         )
         fp = fingerprint(ckpt)
     except CheckpointError as exc:
         text = redact(" ".join(str(exc).split()), headers)
         if "gated or private" in text:
             text = f"gated: {text}"
-        row = model_row(hub_model_id(repo), **common, status="failed", error=text, indexed_at=now)
-        return row, None, 0, 0
+        return model_row(mid, **common, status="failed", error=text, indexed_at=now), None, 0, 0
     ts = ckpt.tensors
     row = model_row(
-        hub_model_id(repo),
+        mid,
         **common,
         format=ckpt.format,
         files=[
             {"name": f, "bytes": s.size, "sha256": None, "mtime": None}
-            for f, s in ckpt._sources.items()
-            if not f.endswith("#")
+            for f, s in ckpt.sources.items()
         ],
-        bytes=sum(s.size for f, s in ckpt._sources.items() if not f.endswith("#")),
+        bytes=sum(s.size for s in ckpt.sources.values()),
         n_params=sum(t.n_params for t in ts),
         n_tensors=len(ts),
         n_layers=count_layers(t.name for t in ts),
@@ -232,6 +264,11 @@ def read_repo(
         indexed_at=now,
     )
     return row, fp, ckpt.bytes_read, ckpt.requests
+
+
+def _repo_id(model_id: str) -> str:
+    """``hub:ORG/NAME`` of a Hub model id, also of a subfolder model ``hub:ORG/NAME/FOLDER``."""
+    return "/".join(model_id.split("/", 2)[:2])
 
 
 def run_hub(
@@ -275,39 +312,44 @@ def run_hub(
             repos=repos,
             revision=revision,
         )
-        prev_rows = {r["model_id"]: r for r in previous.models.iter_rows(named=True)}
+        by_repo: dict[str, list[dict[str, Any]]] = {}  # previous Hub rows per repo id
+        for r in previous.models.iter_rows(named=True):
+            if r["source"] == "hub" and r["model_id"].startswith(ID_PREFIX):
+                by_repo.setdefault(_repo_id(r["model_id"]), []).append(r)
         rows: list[dict[str, Any]] = []
         fresh: dict[str, Fingerprint] = {}
         reused: list[str] = []
         for info in infos:
             repo = _get(info, "id", "modelId")
-            mid = hub_model_id(repo)
-            old = prev_rows.get(mid)
+            old = by_repo.get(hub_model_id(repo), [])
             if (
                 not full
-                and old is not None
-                and old["source"] == "hub"
-                and old["revision"] == _get(info, "sha")
-                and old["status"] in ("ok", "not_fingerprinted")
+                and any(r["model_id"] == hub_model_id(repo) for r in old)
+                and all(r["revision"] == _get(info, "sha") for r in old)
+                and all(r["status"] in ("ok", "not_fingerprinted") for r in old)
             ):
-                rows.append({k: v for k, v in old.items() if k != "family_id"})
-                reused.append(mid)
+                rows.extend({k: v for k, v in r.items() if k != "family_id"} for r in old)
+                reused.extend(r["model_id"] for r in old)
                 report.unchanged.append(repo)
                 continue
-            row, fp, nbytes, nreq = read_repo(endpoint, info, session, headers, source_options)
-            rows.append(row)
+            reads = read_repo(endpoint, info, session, headers, source_options)
+            nbytes, nreq = sum(r[2] for r in reads), sum(r[3] for r in reads)
             report.bytes_read += nbytes
             report.requests += nreq
             report.per_repo[repo] = (nbytes, nreq)
-            if fp is not None:
-                fresh[mid] = fp
-                report.read.append(repo)
-            elif row["status"] == "not_fingerprinted":
-                report.not_fingerprinted.append(repo)
-            else:
-                report.failed.append((repo, row["error"]))
-                log.warning("failed %s", row["error"])
+            for row, fp, _, _ in reads:
+                rows.append(row)
+                if fp is not None:
+                    fresh[row["model_id"]] = fp
+                    report.read.append(row["name"])
+                elif row["status"] == "not_fingerprinted":
+                    report.not_fingerprinted.append(row["name"])
+                else:
+                    report.failed.append((row["name"], row["error"]))
+                    log.warning("failed %s", row["error"])
+        crawled = {hub_model_id(_get(info, "id", "modelId")) for info in infos}
         seen = {r["model_id"] for r in rows}
+        seen |= {r["model_id"] for repo_id in crawled for r in by_repo.get(repo_id, [])}
         others = previous.models.filter(~pl.col("model_id").is_in(list(seen)))
         schema = models_frame([]).schema
         models = pl.concat([models_frame(rows), others.select(list(schema)).cast(schema)])

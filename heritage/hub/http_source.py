@@ -2,7 +2,9 @@
 
 Each read is one ``GET`` with a single ``Range`` header; the reply must be a ``206`` whose
 ``Content-Range`` matches the request exactly. A ``200`` with the whole body is refused
-rather than downloaded. Transient failures (5xx, timeouts, dropped connections) are
+rather than downloaded. The file size comes from the ``Content-Range`` total of the first
+read, which fetches the head of the file (where a safetensors header lives), so no ``HEAD``
+request is spent on it. Transient failures (5xx, timeouts, dropped connections) are
 retried with exponential backoff; a ``429`` waits until the reset its ``RateLimit`` or
 ``Retry-After`` header announces, never longer than ``max_wait``. Tokens never appear in
 error text: the ``Authorization`` header is redacted wherever a request is described.
@@ -16,12 +18,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from heritage.formats.errors import CheckpointError
+from heritage.formats.safetensors_reader import HEADER_PROBE_BYTES
 from heritage.formats.source import ReadStats, coalesce, split_spans
 
-# Remote round trips are expensive: ranges up to 1 MB apart are read in one request.
-HTTP_COALESCE_GAP = 1024 * 1024
+# Without a budget, ranges closer than this share a request (a round trip costs more).
+HTTP_COALESCE_GAP = 64 * 1024
 RETRY_STATUSES = {408, 500, 502, 503, 504}
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+_UNSATISFIED_RANGE = re.compile(r"^bytes \*/(\d+)$")
 _RATELIMIT_RESET = re.compile(r"(?:^|;)\s*t=(\d+)")
 _BEARER = re.compile(r"(Bearer\s+)\S+", re.IGNORECASE)
 _HF_TOKEN = re.compile(r"hf_[A-Za-z0-9]{6,}")
@@ -72,7 +76,12 @@ def reset_wait(headers: Mapping[str, str], default: float) -> float:
 
 
 class HttpRangeSource:
-    """Random access to one remote file through HTTP ``Range`` requests."""
+    """Random access to one remote file through HTTP ``Range`` requests.
+
+    Unless ``size`` is given, the constructor reads the first ``probe`` bytes: the
+    ``Content-Range`` total of that reply is the file size, and the bytes are kept, so a
+    header that fits costs no further request.
+    """
 
     def __init__(
         self,
@@ -81,6 +90,7 @@ class HttpRangeSource:
         headers: Mapping[str, str] | None = None,
         *,
         size: int | None = None,
+        probe: int = HEADER_PROBE_BYTES,
         coalesce_gap: int = HTTP_COALESCE_GAP,
         retries: int = 5,
         backoff: float = 0.5,
@@ -101,7 +111,11 @@ class HttpRangeSource:
         self.timeout = timeout
         self.stats = ReadStats()
         self._sleep = sleep
-        self.size = size if size is not None else self._head_size()
+        self._head = b""  # the first bytes of the file, kept from the probe
+        if size is not None:
+            self.size = size
+        else:
+            self.size, self._head = self._probe(max(probe, 1))
 
     # -- requests -------------------------------------------------------------------------
 
@@ -114,6 +128,8 @@ class HttpRangeSource:
         delay = self.backoff
         last = ""
         for attempt in range(self.retries + 1):
+            if attempt:
+                self.stats.retries += 1
             try:
                 resp = self.session.request(
                     method,
@@ -154,15 +170,44 @@ class HttpRangeSource:
         if code == 404:
             raise self._fail(f"not found: HTTP 404 on {what}")
 
-    def _head_size(self) -> int:
-        resp = self._request("HEAD", {})
-        self._check_status(resp, "HEAD")
-        if resp.status_code != 200:
-            raise self._fail(f"HEAD returned HTTP {resp.status_code}")
-        length = resp.headers.get("x-linked-size") or resp.headers.get("content-length")
-        if length is None or not length.isdigit():
-            raise self._fail("HEAD reply has no Content-Length")
-        return int(length)
+    def _range_reply(self, resp: Any) -> tuple[int, int, str]:
+        """(start, stop, total) of a reply that must be a plain 206 with a Content-Range."""
+        self._check_status(resp, "GET")
+        if resp.status_code == 200:
+            raise self._fail(
+                "server ignored the Range header and sent the whole file (HTTP 200); refused"
+            )
+        if resp.status_code != 206:
+            raise self._fail(f"range GET returned HTTP {resp.status_code}")
+        encoding = resp.headers.get("content-encoding", "identity")
+        if encoding != "identity":
+            raise self._fail(f"206 reply is {encoding}-encoded; refused")
+        m = _CONTENT_RANGE.match(resp.headers.get("content-range", ""))
+        if not m:
+            raise self._fail("206 reply without a valid Content-Range")
+        return int(m.group(1)), int(m.group(2)), m.group(3)
+
+    def _probe(self, n: int) -> tuple[int, bytes]:
+        """(file size, first bytes) from one ``bytes=0-(n-1)`` GET."""
+        resp = self._request("GET", {"Range": f"bytes=0-{n - 1}"})
+        if resp.status_code == 416:  # an empty file has no byte 0
+            m = _UNSATISFIED_RANGE.match(resp.headers.get("content-range", ""))
+            if m and int(m.group(1)) == 0:
+                return 0, b""
+            raise self._fail("range GET of the first bytes returned HTTP 416")
+        start, stop, total = self._range_reply(resp)
+        if total == "*":
+            raise self._fail("206 reply does not give the file size (Content-Range total '*')")
+        size = int(total)
+        if (start, stop) != (0, min(n, size) - 1):
+            raise self._fail(
+                f"Content-Range {resp.headers.get('content-range')!r} does not match bytes=0-{n - 1}"
+            )
+        body = resp.content
+        if len(body) != stop + 1:
+            raise self._fail(f"206 body is {len(body)} bytes, expected {stop + 1}")
+        self.stats.bytes_read += len(body)
+        return size, body
 
     def read(self, offset: int, length: int) -> bytes:
         if offset < 0 or length < 0 or offset + length > self.size:
@@ -171,19 +216,14 @@ class HttpRangeSource:
             )
         if length == 0:
             return b""
+        head = len(self._head)
+        if offset + length <= head:  # already fetched by the probe
+            return self._head[offset : offset + length]
+        if offset < head:
+            return self._head[offset:] + self.read(head, offset + length - head)
         end = offset + length - 1
         resp = self._request("GET", {"Range": f"bytes={offset}-{end}"})
-        self._check_status(resp, "GET")
-        if resp.status_code == 200:
-            raise self._fail(
-                "server ignored the Range header and sent the whole file (HTTP 200); refused"
-            )
-        if resp.status_code != 206:
-            raise self._fail(f"range GET returned HTTP {resp.status_code}")
-        m = _CONTENT_RANGE.match(resp.headers.get("content-range", ""))
-        if not m:
-            raise self._fail("206 reply without a valid Content-Range")
-        start, stop, total = int(m.group(1)), int(m.group(2)), m.group(3)
+        start, stop, total = self._range_reply(resp)
         if (start, stop) != (offset, end) or (total != "*" and int(total) != self.size):
             raise self._fail(
                 f"Content-Range {resp.headers.get('content-range')!r} does not match "
@@ -196,6 +236,10 @@ class HttpRangeSource:
         return body
 
     def read_ranges(self, ranges: list[tuple[int, int]]) -> list[bytes]:
+        """The bytes of each range; ranges within ``coalesce_gap`` share a request.
+
+        A checkpoint with a ``read_budget`` plans its own spans instead (``plan_spans``).
+        """
         spans = coalesce(ranges, self.coalesce_gap)
         blobs = [self.read(off, length) for off, length, _ in spans]
         return split_spans(ranges, spans, blobs)

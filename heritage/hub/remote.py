@@ -2,7 +2,9 @@
 
 ``weight_files`` picks what to read from a repo's file list; ``open_remote`` builds a
 :class:`SafetensorsCheckpoint` whose sources are :class:`HttpRangeSource` objects, so
-only headers and the fingerprint's sampled rows are fetched.
+only headers and the fingerprint's sampled rows are fetched, within a request budget:
+each file's first range read gives its size and header, a shard index is one more read,
+and the sampled rows get whatever requests are left.
 """
 
 from __future__ import annotations
@@ -15,31 +17,69 @@ from urllib.parse import quote
 
 from heritage.formats.errors import BadCheckpoint
 from heritage.formats.safetensors_reader import INDEX_NAME, SafetensorsCheckpoint
+from heritage.formats.source import ReadBudget
 from heritage.hub.http_source import HttpRangeSource
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+# Resolver requests per model: the Hub's rate limit counts them, so a model gets four for
+# its first weight file (header read, maybe the rest of a long header, two for rows) and
+# two for each further shard (header read, rows); a shard index is paid from the same total.
+FIRST_FILE_REQUESTS = 4
+FURTHER_FILE_REQUESTS = 2
+# Bytes outside the sampled rows that merging ranges may read, per model: on large files
+# this wins over the request budget, keeping a fingerprint to a few MB however big the model.
+MAX_EXTRA_BYTES = 1024 * 1024
+# Subfolders with safetensors weights read per repo (each is a model with its own budget);
+# a repo of many training checkpoints would otherwise spend the rate limit on itself.
+MAX_SUBFOLDERS = 8
+
+
+def request_budget(n_files: int) -> int:
+    """Resolver requests a model of ``n_files`` weight files may take, shard index included."""
+    return FIRST_FILE_REQUESTS + FURTHER_FILE_REQUESTS * max(n_files - 1, 0)
 
 
 def resolve_url(endpoint: str, repo: str, revision: str, file: str) -> str:
     return f"{endpoint.rstrip('/')}/{repo}/resolve/{quote(revision, safe='')}/{quote(file)}"
 
 
-def weight_files(files: list[str]) -> tuple[str, list[str]]:
-    """(kind, files): ``sharded`` [index], ``single`` [root .safetensors…], ``pickle`` or ``none``."""
-    root = [f for f in files if "/" not in f]
-    if INDEX_NAME in root:
-        return "sharded", [INDEX_NAME]
-    st = sorted(f for f in root if f.endswith(".safetensors"))
-    if "model.safetensors" in st:
-        return "single", ["model.safetensors"]
+def weight_files(files: list[str], folder: str = "") -> tuple[str, list[str]]:
+    """(kind, paths) of the weights directly in ``folder`` ("" for the repo root).
+
+    ``sharded`` [its index], ``single`` [``model.safetensors``, else every .safetensors],
+    ``pickle`` (only .bin/.pt-like weights) or ``none``; paths are repo paths.
+    """
+    prefix = f"{folder}/" if folder else ""
+    here = [f for f in files if f.startswith(prefix) and "/" not in f[len(prefix) :]]
+    if prefix + INDEX_NAME in here:
+        return "sharded", [prefix + INDEX_NAME]
+    st = sorted(f for f in here if f.endswith(".safetensors"))
+    if prefix + "model.safetensors" in st:
+        return "single", [prefix + "model.safetensors"]
     if st:
         return "single", st
-    if any(f.endswith(PICKLE_SUFFIXES) for f in root):
+    if any(f.endswith(PICKLE_SUFFIXES) for f in here):
         return "pickle", []
     return "none", []
 
 
-def _shards(index_url: str, raw: bytes, files: list[str]) -> tuple[list[str], dict[str, str]]:
+def weight_folders(files: list[str], limit: int = MAX_SUBFOLDERS) -> tuple[list[str], int]:
+    """(subfolders holding safetensors weights, sorted and at most ``limit``; how many more).
+
+    Every folder with .safetensors files directly in it is a model of its own (an adapter,
+    a diffusers component, a training checkpoint), read like a repo root.
+    """
+    folders = sorted(
+        {f.rsplit("/", 1)[0] for f in files if "/" in f and f.endswith(".safetensors")}
+    )
+    return folders[:limit], max(len(folders) - limit, 0)
+
+
+def _shards(
+    index_url: str, raw: bytes, files: list[str], folder: str = ""
+) -> tuple[list[str], dict[str, str]]:
+    """(shard repo paths in index order, weight_map to those paths) from a shard index."""
+    prefix = f"{folder}/" if folder else ""
     try:
         index = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -50,15 +90,18 @@ def _shards(index_url: str, raw: bytes, files: list[str]) -> tuple[list[str], di
     if not isinstance(weight_map, dict) or not weight_map:
         raise BadCheckpoint(index_url, "shard index has no weight_map object")
     shards: list[str] = []
+    paths: dict[str, str] = {}
     for tensor, shard in weight_map.items():
         pure = PurePosixPath(shard) if isinstance(shard, str) and shard else None
         if pure is None or pure.is_absolute() or ".." in pure.parts or "\\" in shard:
             raise BadCheckpoint(index_url, f"bad shard name for {tensor!r}: {shard!r}")
-        if shard not in files:
+        path = prefix + shard
+        if path not in files:
             raise BadCheckpoint(index_url, f"shard {shard!r} named by the index is missing")
-        if shard not in shards:
-            shards.append(shard)
-    return shards, weight_map
+        if path not in shards:
+            shards.append(path)
+        paths[tensor] = path
+    return shards, paths
 
 
 def open_remote(
@@ -70,10 +113,18 @@ def open_remote(
     session: Any = None,
     headers: Mapping[str, str] | None = None,
     config: dict[str, Any] | None = None,
+    max_extra_bytes: int = MAX_EXTRA_BYTES,
+    folder: str = "",
     **source_options: Any,
 ) -> SafetensorsCheckpoint:
-    """A checkpoint over the repo's safetensors weights at ``revision`` (a commit sha)."""
-    kind, picked = weight_files(files)
+    """A checkpoint over the safetensors weights in ``folder`` of the repo at ``revision``.
+
+    ``revision`` should be a commit sha; ``folder`` is "" for the repo root. Files are
+    named by their repo path. Row reads are budgeted so the whole model takes at most
+    ``request_budget`` resolver requests (retries aside), unless that would over-read more
+    than ``max_extra_bytes``.
+    """
+    kind, picked = weight_files(files, folder)
     location = Path(repo)
 
     def source(name: str) -> HttpRangeSource:
@@ -81,20 +132,28 @@ def open_remote(
         return HttpRangeSource(url, session, headers, **source_options)
 
     if kind == "single":
-        return SafetensorsCheckpoint(
+        ckpt = SafetensorsCheckpoint(
             location, {f: source(f) for f in picked}, "safetensors", config
         )
-    if kind == "sharded":
-        index_src = source(INDEX_NAME)
+    elif kind == "sharded":
+        index_src = source(picked[0])  # small: its first range read is the whole file
         raw = index_src.read(0, index_src.size)
-        shards, weight_map = _shards(index_src.url, raw, files)
+        shards, weight_map = _shards(index_src.url, raw, files, folder)
         ckpt = SafetensorsCheckpoint(
-            location, {f: source(f) for f in shards}, "safetensors-sharded", config
+            location,
+            {f: source(f) for f in shards},
+            "safetensors-sharded",
+            config,
+            extra=index_src.stats,
         )
-        ckpt._sources[INDEX_NAME + "#"] = index_src  # count its bytes in the model's stats
+        by_name = {t.name: t for t in ckpt.tensors}
         for tensor, shard in weight_map.items():
-            t = ckpt._by_name.get(tensor)
+            t = by_name.get(tensor)
             if t is None or t.file != shard:
                 raise BadCheckpoint(index_src.url, f"tensor {tensor!r} is not in shard {shard!r}")
-        return ckpt
-    raise BadCheckpoint(repo, f"no safetensors weights to read ({kind})")
+    else:
+        where = f"{repo}/{folder}" if folder else repo
+        raise BadCheckpoint(where, f"no safetensors weights to read ({kind})")
+    left = request_budget(len(ckpt.sources)) - ckpt.reads
+    ckpt.read_budget = ReadBudget(max_requests=max(left, 0), max_extra_bytes=max_extra_bytes)
+    return ckpt

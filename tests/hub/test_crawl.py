@@ -6,10 +6,12 @@ from pathlib import Path
 import pytest
 
 from heritage.crawl import run_index
+from heritage.fingerprint import fingerprint
+from heritage.formats import open_checkpoint
 from heritage.hub.crawl import run_hub
-from heritage.hub.remote import weight_files
-from heritage.index import read_index
-from tests.hub.conftest import TOKEN
+from heritage.hub.remote import MAX_SUBFOLDERS, request_budget, weight_files, weight_folders
+from heritage.index import fingerprints_frame, read_index
+from tests.hub.conftest import TOKEN, reshard
 from tests.hub.emulator import HubEmulator
 
 
@@ -64,8 +66,13 @@ def test_hub_crawl_matches_disk(hub: HubEmulator, local_db, tmp_path: Path) -> N
     assert nf == set(hub.repos) - picked
     assert _edges(db) == _edges(local)
     assert _families(db) == _families(local)
-    for repo, (nbytes, _nreq) in report.per_repo.items():
+    for row in models.filter(models["status"] == "ok").iter_rows(named=True):
+        repo, n_files = row["location"], len(row["files"])
+        nbytes, nreq = report.per_repo[repo]
         assert nbytes < 2 * 1024 * 1024, repo
+        assert nbytes <= row["bytes"] + (2048 if n_files > 1 else 0), repo  # never the file twice
+        assert nreq == hub.counters.per_repo_requests[repo] <= request_budget(n_files), repo
+    assert not any(method == "HEAD" for method, _, _ in hub.counters.log)
     # second run: every sha unchanged, nothing fetched
     hub.reset_counters()
     again = run_hub(db, endpoint=hub.url, token=False)
@@ -137,3 +144,67 @@ def test_gated_repo_with_token_is_read(hub: HubEmulator, tmp_path: Path) -> None
     report = run_hub(db, endpoint=hub.url, token=TOKEN, repos=[gated])
     assert report.read == [gated]
     assert TOKEN.encode() not in db.read_bytes()
+
+
+def test_weights_in_subfolders_are_models_of_their_own(small_zoo: Path, tmp_path: Path) -> None:
+    """An adapter and a sharded copy in subfolders are read too, recorded with their paths."""
+    root = tmp_path / "zoo"
+    repo = root / "org" / "x"
+    shutil.copytree(small_zoo / "bytebard/tinyllama-a-instruct-lora", repo)
+    (repo / "adapter").mkdir()
+    shutil.copy(
+        small_zoo / "northwind/vit-tiny-a/model.safetensors",
+        repo / "adapter" / "adapter_model.safetensors",
+    )
+    reshard(small_zoo / "alice/tinyllama-a-instruct", repo / "ckpt" / "v2", 2)
+    (repo / "ckpt" / "v2" / "README.md").unlink()
+    emu = HubEmulator(root).start()
+    try:
+        db = tmp_path / "hub.duckdb"
+        report = run_hub(db, endpoint=emu.url, token=False)
+        assert sorted(report.read) == ["org/x", "org/x/adapter", "org/x/ckpt/v2"]
+        models = {r["model_id"]: r for r in read_index(db).models.iter_rows(named=True)}
+        assert set(models) == {"hub:org/x", "hub:org/x/adapter", "hub:org/x/ckpt/v2"}
+        adapter, v2 = models["hub:org/x/adapter"], models["hub:org/x/ckpt/v2"]
+        assert [f["name"] for f in adapter["files"]] == ["adapter/adapter_model.safetensors"]
+        assert [f["name"] for f in v2["files"]] == [
+            "ckpt/v2/model-00001-of-00002.safetensors",
+            "ckpt/v2/model-00002-of-00002.safetensors",
+        ]
+        assert (adapter["name"], adapter["location"]) == ("org/x/adapter", "org/x/adapter")
+        assert adapter["revision"] == models["hub:org/x"]["revision"] == emu.sha("org/x")
+        assert models["hub:org/x"]["declared_base_models"] and not adapter["declared_base_models"]
+        assert v2["format"] == "safetensors-sharded" and v2["status"] == "ok"
+        # each model keeps to its own request budget
+        assert report.per_repo["org/x"][1] <= request_budget(1) * 2 + request_budget(2)
+        # the same weights as read from disk
+        fps = read_index(db).fingerprints
+        with open_checkpoint(repo / "adapter") as ckpt:
+            local = fingerprints_frame({"hub:org/x/adapter": fingerprint(ckpt)})
+        ours = fps.filter(fps["model_id"] == "hub:org/x/adapter")
+        assert ours.sort("tensor").equals(local.sort("tensor"))
+
+        # unchanged commit: nothing fetched, the subfolder models stay
+        emu.reset_counters()
+        again = run_hub(db, endpoint=emu.url, token=False)
+        assert again.unchanged == ["org/x"] and not again.read
+        assert not any("/resolve/" in path for _, path, _ in emu.counters.log)
+        assert len(read_index(db).models) == 3
+
+        # the adapter is deleted in a new commit: its model leaves the index
+        shutil.rmtree(repo / "adapter")
+        third = run_hub(db, endpoint=emu.url, token=False)
+        assert sorted(third.read) == ["org/x", "org/x/ckpt/v2"]
+        assert set(read_index(db).models["model_id"]) == {"hub:org/x", "hub:org/x/ckpt/v2"}
+    finally:
+        emu.stop()
+
+
+def test_weight_folders() -> None:
+    files = ["model.safetensors", "a/x.safetensors", "a/b/y.safetensors", "c/z.bin", "README.md"]
+    assert weight_folders(files) == (["a", "a/b"], 0)
+    assert weight_files(files, "a") == ("single", ["a/x.safetensors"])
+    assert weight_files(files, "c") == ("pickle", [])
+    many = [f"checkpoint-{k}/model.safetensors" for k in range(12)]
+    folders, more = weight_folders(many)
+    assert len(folders) == MAX_SUBFOLDERS and more == 12 - MAX_SUBFOLDERS

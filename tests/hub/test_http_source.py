@@ -6,15 +6,19 @@ import pytest
 from huggingface_hub.utils import get_session
 
 from heritage.fingerprint import fingerprint
-from heritage.formats import open_checkpoint
+from heritage.formats import BadCheckpoint, open_checkpoint
+from heritage.formats.safetensors_reader import INDEX_NAME
 from heritage.hub.http_source import HttpRangeSource, HttpSourceError, redact, reset_wait
-from heritage.hub.remote import open_remote, resolve_url, weight_files
+from heritage.hub.remote import (
+    MAX_EXTRA_BYTES,
+    open_remote,
+    request_budget,
+    resolve_url,
+    weight_files,
+)
 from heritage.index import fingerprint_rows
-from tests.hub.conftest import TOKEN
+from tests.hub.conftest import SHARDED, SINGLE, TOKEN, sparse_llm
 from tests.hub.emulator import HubEmulator
-
-SINGLE = "bytebard/tinyllama-a-instruct-lora"
-SHARDED = "northwind/tinyllama-a"
 
 
 def _source(hub: HubEmulator, repo: str, file: str, **kw) -> HttpRangeSource:
@@ -35,10 +39,16 @@ def test_ranges_match_local_bytes(hub: HubEmulator, small_zoo: Path) -> None:
     src = _source(hub, SINGLE, "model.safetensors")
     assert src.size == len(data)
     assert src.read(10, 100) == data[10:110]
-    ranges = [(0, 8), (5000, 10), (100, 50), (len(data) - 4, 4)]
+    ranges = [(0, 8), (5000, 10), (100, 50), (len(data) - 4, 4), (len(data) - 9000, 8)]
     assert src.read_ranges(ranges) == [data[o : o + n] for o, n in ranges]
-    # HEAD + one read + one coalesced span (all within 1 MB)
-    assert src.stats.requests == 3
+    # the size and the first 64 KB come from one ranged GET (no HEAD); reads inside those
+    # bytes cost nothing; the two ranges near the end share one request
+    assert [(m, r) for m, p, r in hub.counters.log] == [
+        ("GET", "bytes=0-65535"),
+        ("GET", f"bytes={len(data) - 9000}-{len(data) - 1}"),
+    ]
+    assert src.stats.requests == 2
+    assert src.stats.bytes_read == 65536 + 9000
     with pytest.raises(HttpSourceError, match="past end"):
         src.read(len(data) - 1, 2)
 
@@ -52,13 +62,66 @@ def test_fingerprint_over_http_equals_local(hub: HubEmulator, small_zoo: Path) -
         assert [t.name for t in remote.tensors] == [t.name for t in local.tensors]
 
 
-def test_single_file_model_needs_at_most_four_resolver_requests(hub: HubEmulator) -> None:
-    files = hub.files(SINGLE)
-    hub.reset_counters()
-    ckpt = open_remote(hub.url, SINGLE, "main", files, session=get_session(), headers={})
-    fingerprint(ckpt)
-    assert hub.counters.per_repo_requests[SINGLE] <= 4
-    assert ckpt.requests == hub.counters.per_repo_requests[SINGLE]
+@pytest.mark.parametrize(
+    ("repo", "n_files", "budget"), [("one", 1, 4), ("two", 2, 6), ("three", 3, 8)]
+)
+def test_request_budget_per_model(
+    shard_hub: HubEmulator, shard_root: Path, repo: str, n_files: int, budget: int
+) -> None:
+    """At most 4 resolver requests for a single-file model and 2 per further shard."""
+    repo = f"shards/{repo}"
+    assert request_budget(n_files) == budget
+    files = shard_hub.files(repo)
+    ckpt = open_remote(shard_hub.url, repo, "main", files, session=get_session(), headers={})
+    assert len(ckpt.sources) == n_files
+    rows = _rows(ckpt)
+    served = shard_hub.counters.per_repo_requests[repo]
+    assert served <= budget
+    assert ckpt.requests == ckpt.reads == served
+    assert ckpt.bytes_read == shard_hub.counters.per_repo_bytes[repo]
+    log = shard_hub.counters.log
+    assert all(method == "GET" for method, _, _ in log)  # no HEAD: sizes come from Content-Range
+    if n_files > 1:
+        index_gets = [p for _, p, _ in log if p.endswith(INDEX_NAME)]
+        assert len(index_gets) == 1  # the shard index is one request
+    # never more than the weights themselves, and the same fingerprint as the local files
+    weights = sum((shard_root / repo / f).stat().st_size for f in ckpt.sources)
+    assert ckpt.bytes_read - (len(raw_index(shard_root / repo)) if n_files > 1 else 0) <= weights
+    assert rows == _rows(open_checkpoint(shard_root / repo))
+
+
+def raw_index(folder: Path) -> bytes:
+    return (folder / INDEX_NAME).read_bytes()
+
+
+def test_retries_do_not_spend_the_budget(shard_hub: HubEmulator, shard_root: Path) -> None:
+    shard_hub.faults.every_nth = 3
+    shard_hub.faults.status = 500
+    repo = "shards/three"
+    ckpt = open_remote(
+        shard_hub.url,
+        repo,
+        "main",
+        shard_hub.files(repo),
+        session=get_session(),
+        headers={},
+        sleep=lambda s: None,
+    )
+    assert _rows(ckpt) == _rows(open_checkpoint(shard_root / repo))
+    assert ckpt.requests == shard_hub.counters.requests > request_budget(3)
+    assert ckpt.reads == shard_hub.counters.per_repo_requests[repo] <= request_budget(3)
+
+
+def test_empty_remote_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "org" / "empty").mkdir(parents=True)
+    (tmp_path / "org" / "empty" / "model.safetensors").write_bytes(b"")
+    emu = HubEmulator(tmp_path).start()
+    try:
+        with pytest.raises(BadCheckpoint, match="empty file") as err:
+            open_remote(emu.url, "org/empty", "main", emu.files("org/empty"), headers={})
+        assert "org/empty" in str(err.value)
+    finally:
+        emu.stop()
 
 
 @pytest.mark.parametrize("status", [429, 500])
@@ -85,10 +148,12 @@ def test_cdn_redirects_are_followed(hub: HubEmulator, small_zoo: Path) -> None:
 
 def test_full_body_reply_is_refused(hub: HubEmulator) -> None:
     hub.faults.full_body_repos.add(SINGLE)
-    src = _source(hub, SINGLE, "model.safetensors")
     with pytest.raises(HttpSourceError, match="whole file") as err:
-        src.read(0, 16)
+        _source(hub, SINGLE, "model.safetensors")  # the first read, which gives the size
     assert SINGLE in str(err.value)
+    src = _source(hub, SINGLE, "model.safetensors", size=1000)  # size known: no probe
+    with pytest.raises(HttpSourceError, match="whole file"):
+        src.read(0, 16)
 
 
 def test_gated_repo_needs_token(hub: HubEmulator) -> None:
@@ -127,7 +192,7 @@ def test_redact() -> None:
 def test_large_sparse_file_reads_only_header_and_samples(big_hub) -> None:
     hub, size = big_hub
     repo = "bigco/sparse-llm"
-    assert size > 200 * 1024 * 1024
+    assert size > 2 * 1024**3
     ckpt = open_remote(hub.url, repo, "main", hub.files(repo), session=get_session(), headers={})
     fp = fingerprint(ckpt)
     assert fp is not None
@@ -146,3 +211,24 @@ def test_weight_files() -> None:
     assert weight_files(["adapter_model.safetensors"]) == ("single", ["adapter_model.safetensors"])
     assert weight_files(["pytorch_model.bin"]) == ("pickle", [])
     assert weight_files(["README.md"]) == ("none", [])
+
+
+def test_large_sharded_model_keeps_to_the_byte_cap(tmp_path: Path) -> None:
+    """Rows megabytes apart are not merged to save requests: the byte cap wins."""
+    size = sparse_llm(tmp_path / "bigco" / "llm", layers=6, shards=3)
+    assert size > 2 * 1024**3
+    emu = HubEmulator(tmp_path).start()
+    try:
+        repo = "bigco/llm"
+        ckpt = open_remote(
+            emu.url, repo, "main", emu.files(repo), session=get_session(), headers={}
+        )
+        fp = fingerprint(ckpt)
+        needed = sum(t.values.size for t in fp.tensors.values()) * 2  # BF16 samples
+        served = emu.counters.per_repo_bytes[repo]
+        assert served < 2 * 1024 * 1024 and served < size / 100
+        overhead = len(raw_index(tmp_path / repo)) + 3 * 64 * 1024  # index + header reads
+        assert served - needed - overhead <= MAX_EXTRA_BYTES
+        assert ckpt.bytes_read == served
+    finally:
+        emu.stop()
