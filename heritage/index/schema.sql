@@ -153,7 +153,7 @@ COMMENT ON COLUMN edges.child_id IS 'The derived model (models.model_id).';
 COMMENT ON COLUMN edges.relation IS 'How the child was derived: finetune, adapter, merge, quantized or duplicate.';
 COMMENT ON COLUMN edges.confidence IS 'Confidence in [0, 1] that this edge (and its direction) is right.';
 COMMENT ON COLUMN edges.distance IS 'Weight distance between parent and child fingerprints (0 for exact copies).';
-COMMENT ON COLUMN edges.method IS 'Algorithm and version that inferred the edge, e.g. heritage-lineage/1.';
+COMMENT ON COLUMN edges.method IS 'Algorithm and version that inferred the edge, e.g. heritage-lineage/2.';
 COMMENT ON COLUMN edges.weight IS 'For merges: share of this parent in the child''s weighted average; NULL otherwise.';
 
 CREATE TABLE runs (
@@ -253,7 +253,13 @@ CREATE MACRO descendants(model) AS TABLE
 COMMENT ON MACRO TABLE ancestors IS 'ancestors(model): every edge above a model (id, name or location), with depth = hops up.';
 COMMENT ON MACRO TABLE descendants IS 'descendants(model): every edge below a model (id, name or location), with depth = hops down.';
 
--- Declared (card/config) base models next to the parents inferred from weights.
+-- Declared (card/config) base models next to the parents inferred from weights. A declared
+-- base names an indexed model by model_id, name or location (case-insensitive, never the
+-- model itself). The status is decided in this order: 'agrees' (a declared base is an
+-- inferred parent), 'unknown_base' (no declared base is in the index), 'unverified' (this
+-- model or every indexed declared base has no fingerprint, so the weights cannot tell),
+-- 'disagrees' (the weights give another parent, or none); 'proposed' when nothing is
+-- declared but a parent was inferred. heritage/publish/data.py:agreement mirrors this.
 CREATE VIEW declared_vs_inferred AS
     WITH
         parents AS (
@@ -264,8 +270,27 @@ CREATE VIEW declared_vs_inferred AS
             FROM edges e LEFT JOIN models p ON p.model_id = e.parent_id
             GROUP BY e.child_id
         ),
+        best AS (
+            SELECT e.child_id AS model_id, e.parent_id, coalesce(p.name, e.parent_id) AS name,
+                e.relation, e.confidence,
+                row_number() OVER (
+                    PARTITION BY e.child_id
+                    ORDER BY e.confidence DESC NULLS LAST, coalesce(p.name, e.parent_id), e.parent_id
+                ) AS rank
+            FROM edges e LEFT JOIN models p ON p.model_id = e.parent_id
+        ),
         declared AS (
             SELECT model_id, unnest(declared_base_models) AS base FROM models
+        ),
+        known AS (
+            SELECT d.model_id, list(DISTINCT b.model_id ORDER BY b.model_id) AS base_ids,
+                bool_or(b.status = 'ok') AS base_fingerprinted
+            FROM declared d
+            JOIN models b ON b.model_id <> d.model_id AND (
+                lower(d.base) = lower(b.model_id)
+                OR lower(d.base) = lower(b.name)
+                OR lower(d.base) = lower(b.location))
+            GROUP BY d.model_id
         ),
         matched AS (
             SELECT d.model_id, list(DISTINCT d.base ORDER BY d.base) AS matched_bases
@@ -276,33 +301,52 @@ CREATE VIEW declared_vs_inferred AS
                 OR lower(d.base) = lower(p.name)
                 OR lower(d.base) = lower(p.location)
             GROUP BY d.model_id
+        ),
+        judged AS (
+            SELECT m.model_id, m.name,
+                coalesce(m.declared_base_models, []::VARCHAR[]) AS declared_base_models,
+                coalesce(k.base_ids, []::VARCHAR[]) AS declared_base_ids,
+                coalesce(p.inferred_parents, []::VARCHAR[]) AS inferred_parents,
+                coalesce(p.inferred_parent_ids, []::VARCHAR[]) AS inferred_parent_ids,
+                coalesce(p.relations, []::VARCHAR[]) AS relations,
+                coalesce(x.matched_bases, []::VARCHAR[]) AS matched_bases,
+                CASE
+                    WHEN len(coalesce(m.declared_base_models, []::VARCHAR[])) = 0 THEN 'proposed'
+                    WHEN x.model_id IS NOT NULL THEN 'agrees'
+                    WHEN k.model_id IS NULL THEN 'unknown_base'
+                    WHEN m.status IS DISTINCT FROM 'ok' OR NOT k.base_fingerprinted
+                        THEN 'unverified'
+                    ELSE 'disagrees'
+                END AS status
+            FROM models m
+            LEFT JOIN parents p ON p.model_id = m.model_id
+            LEFT JOIN known k ON k.model_id = m.model_id
+            LEFT JOIN matched x ON x.model_id = m.model_id
+            WHERE len(coalesce(m.declared_base_models, []::VARCHAR[])) > 0
+                OR p.model_id IS NOT NULL
         )
-    SELECT m.model_id, m.name,
-        coalesce(m.declared_base_models, []::VARCHAR[]) AS declared_base_models,
-        coalesce(p.inferred_parents, []::VARCHAR[]) AS inferred_parents,
-        coalesce(p.inferred_parent_ids, []::VARCHAR[]) AS inferred_parent_ids,
-        coalesce(p.relations, []::VARCHAR[]) AS relations,
-        coalesce(x.matched_bases, []::VARCHAR[]) AS matched_bases,
-        CASE
-            WHEN len(coalesce(m.declared_base_models, []::VARCHAR[])) = 0 THEN 'inferred_only'
-            WHEN p.model_id IS NULL THEN 'declared_only'
-            WHEN x.model_id IS NOT NULL THEN 'agrees'
-            ELSE 'disagrees'
-        END AS status
-    FROM models m
-    LEFT JOIN parents p ON p.model_id = m.model_id
-    LEFT JOIN matched x ON x.model_id = m.model_id
-    WHERE len(coalesce(m.declared_base_models, []::VARCHAR[])) > 0 OR p.model_id IS NOT NULL;
+    SELECT j.*,
+        CASE WHEN j.status <> 'agrees' THEN b.name END AS proposed_base,
+        CASE WHEN j.status <> 'agrees' THEN b.parent_id END AS proposed_base_id,
+        CASE WHEN j.status <> 'agrees' THEN b.relation END AS proposed_relation,
+        CASE WHEN j.status <> 'agrees' THEN b.confidence END AS proposed_confidence
+    FROM judged j
+    LEFT JOIN best b ON b.model_id = j.model_id AND b.rank = 1;
 
-COMMENT ON VIEW declared_vs_inferred IS 'Per model with declared bases or inferred parents: both lists and whether they agree.';
+COMMENT ON VIEW declared_vs_inferred IS 'Per model with declared bases or inferred parents: whether the weights agree with the declared base, or the base they propose.';
 COMMENT ON COLUMN declared_vs_inferred.model_id IS 'The model (models.model_id).';
 COMMENT ON COLUMN declared_vs_inferred.name IS 'The model''s name.';
 COMMENT ON COLUMN declared_vs_inferred.declared_base_models IS 'Base models its card or config declares ([] if none).';
+COMMENT ON COLUMN declared_vs_inferred.declared_base_ids IS 'model_ids of the indexed models the declared bases name by id, name or location (case-insensitive); [] if none is indexed.';
 COMMENT ON COLUMN declared_vs_inferred.inferred_parents IS 'Names of the parents inferred from weights (id when the parent has no name).';
 COMMENT ON COLUMN declared_vs_inferred.inferred_parent_ids IS 'model_ids of the inferred parents, in the same order.';
 COMMENT ON COLUMN declared_vs_inferred.relations IS 'Relation of each inferred parent edge, in the same order.';
 COMMENT ON COLUMN declared_vs_inferred.matched_bases IS 'Declared bases that name an inferred parent by id, name or location (case-insensitive).';
-COMMENT ON COLUMN declared_vs_inferred.status IS '''agrees'' (some declared base is an inferred parent), ''disagrees'' (none is), ''declared_only'' or ''inferred_only''.';
+COMMENT ON COLUMN declared_vs_inferred.status IS '''agrees'' (a declared base is an inferred parent), ''disagrees'' (the weights give another parent or none), ''unknown_base'' (no declared base is indexed), ''unverified'' (the model or its indexed bases have no fingerprint) or ''proposed'' (no declared base; see proposed_base).';
+COMMENT ON COLUMN declared_vs_inferred.proposed_base IS 'Name of the most confident inferred parent, the base the weights propose; NULL when status is agrees or no parent was inferred.';
+COMMENT ON COLUMN declared_vs_inferred.proposed_base_id IS 'model_id of proposed_base.';
+COMMENT ON COLUMN declared_vs_inferred.proposed_relation IS 'Relation of the proposed base''s edge: finetune, adapter, merge, quantized or duplicate.';
+COMMENT ON COLUMN declared_vs_inferred.proposed_confidence IS 'Confidence in [0, 1] of the proposed base''s edge (edges.confidence).';
 
 -- Edges with readable names, for browsing.
 CREATE VIEW lineage AS

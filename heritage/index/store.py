@@ -24,7 +24,10 @@ from heritage import __version__
 from heritage.index.frames import ORDER_BY, TABLES, IndexData, schema_sql, table_schema
 
 # Bump on any change to schema.sql; readers refuse files from a newer schema.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Version 2 changed only the declared_vs_inferred view, so version-1 tables read as they
+# are; the next write stores them under the current schema (and view).
+OLDEST_READABLE_VERSION = 1
 # Oldest DuckDB release that must be able to open the file.
 STORAGE_VERSION = "v1.4.0"
 RESERVED_META = ("schema_version", "tool_version", "storage_version", "written_at")
@@ -95,10 +98,10 @@ def check_schema_version(meta: dict[str, str], where: object = "index") -> int:
             f"{where}: index schema version {version} is newer than this heritage "
             f"{__version__} understands ({SCHEMA_VERSION}); upgrade heritage to read it"
         )
-    if version < SCHEMA_VERSION:
+    if version < OLDEST_READABLE_VERSION:
         raise IndexVersionError(
-            f"{where}: index schema version {version} is older than {SCHEMA_VERSION} and "
-            "cannot be migrated; rebuild the index"
+            f"{where}: index schema version {version} is older than {OLDEST_READABLE_VERSION} "
+            "and cannot be migrated; rebuild the index"
         )
     return version
 

@@ -112,8 +112,10 @@ def model_detail(m: Model, tensors: list[tuple]) -> dict[str, Any]:
             "children": [_edge(e, e.child) for e in m.children],
             "path_to_root": [e.parent.id for e in m.path_to_root()],
             "declared_base_models": m.declared,
+            "declared_base_ids": m.declared_ids,
             "matched_bases": m.matched,
             "agreement": m.agreement,
+            "proposed_base": _edge(m.proposed, m.proposed.parent) if m.proposed else None,
         },
         tensors=[
             {
@@ -162,6 +164,8 @@ def headline(site: Site) -> dict[str, Any]:
         "edges": len(site.edges),
         "disagreements": site.agreement_counts().get("disagrees", 0),
         "agreements": site.agreement_counts().get("agrees", 0),
+        "unknown_bases": site.agreement_counts().get("unknown_base", 0),
+        "proposed_bases": site.agreement_counts().get("proposed", 0),
         "last_run": None
         if run is None
         else {

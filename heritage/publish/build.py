@@ -38,11 +38,14 @@ from heritage.publish.tree import family_pages
 SITE_DIR = Path(__file__).resolve().parents[2] / "site"  # templates/ and static/
 MARKER = ".heritage-site"  # marks a folder as a published site that may be replaced
 RECENT = 8  # models listed as recently added on the home page
-AGREEMENT_TEXT = {
+AGREEMENT_TEXT = {  # one sentence per declared_vs_inferred status
     "agrees": "The weights agree: a declared base model is an inferred parent.",
-    "disagrees": "The weights disagree: no declared base model is an inferred parent.",
-    "declared_only": "A base model is declared, but no parent was found in the weights.",
-    "inferred_only": "No base model is declared; the parent comes from the weights alone.",
+    "disagrees": "The weights disagree: the declared base model is indexed, "
+    "but it is not an inferred parent.",
+    "unknown_base": "The declared base model is not in this index, so the weights cannot check it.",
+    "unverified": "The declared base model is indexed, but it or this model has no "
+    "fingerprint, so the weights cannot check it.",
+    "proposed": "No base model is declared; the weights propose one.",
 }
 PARAM_STEPS = [10**k for k in range(3, 13)]  # filter choices: 1K ... 1T
 

@@ -200,8 +200,9 @@ def site_charts(site: Site) -> list[Chart]:
     names = {
         "agrees": "agrees",
         "disagrees": "disagrees",
-        "declared_only": "declared, no parent found",
-        "inferred_only": "inferred, nothing declared",
+        "unknown_base": "declared base not indexed",
+        "unverified": "not fingerprinted",
+        "proposed": "nothing declared, base proposed",
     }
     counts = site.agreement_counts()
     agreement = [(names[k], counts.get(k, 0)) for k in names if counts.get(k, 0)]

@@ -81,8 +81,10 @@ class Model:
     family: Family | None = None
     parents: list[Edge] = field(default_factory=list)
     children: list[Edge] = field(default_factory=list)
-    agreement: str | None = None  # agrees, disagrees, declared_only, inferred_only
+    # agrees, disagrees, unknown_base, unverified or proposed (see the declared_vs_inferred view)
+    agreement: str | None = None
     matched: list[str] = field(default_factory=list)
+    declared_ids: list[str] = field(default_factory=list)  # published models the bases name
 
     @property
     def date(self) -> datetime | None:
@@ -95,6 +97,11 @@ class Model:
         return self.parents[0] if self.parents else None
 
     @property
+    def proposed(self) -> Edge | None:
+        """The parent edge the weights propose as base, unless the declared base agrees."""
+        return self.primary if self.agreement not in (None, "agrees") else None
+
+    @property
     def relation(self) -> str:
         """How this model relates to its primary parent; ``root`` for a family root."""
         if self.parents:
@@ -103,11 +110,12 @@ class Model:
 
     @property
     def hub_url(self) -> str | None:
-        """The Hub repo at the exact commit read, for models from the Hub."""
+        """The Hub repo (or its subfolder, ``ORG/NAME/FOLDER``) at the exact commit read."""
         if self.source != "hub" or not self.location:
             return None
-        repo = "/".join(quote(part, safe="") for part in self.location.split("/"))
-        return f"https://huggingface.co/{repo}/tree/{quote(self.revision or 'main', safe='')}"
+        parts = [quote(part, safe="") for part in self.location.split("/")]
+        url = f"https://huggingface.co/{'/'.join(parts[:2])}/tree/"
+        return url + "/".join([quote(self.revision or "main", safe=""), *parts[2:]])
 
     def path_to_root(self) -> list[Edge]:
         """Primary-parent edges from this model up to the root of its tree (cycle-safe)."""
@@ -196,19 +204,37 @@ def architecture_of(config: Any, family_arch: str | None) -> str:
     return "unknown"
 
 
-def agreement(model: Model) -> tuple[str | None, list[str]]:
-    """Whether the declared base models name an inferred parent (as the SQL view does)."""
+def agreement(model: Model, known: dict[str, list[Model]]) -> tuple[str | None, list[str]]:
+    """(status, matched bases): the declared_vs_inferred view's verdict over published models.
+
+    ``known`` maps the lower-cased id, name and location of every published model to the
+    models so named. Hidden models are not in it, so a base that is private reads as
+    ``unknown_base`` rather than leaking that it exists.
+    """
     if not model.declared and not model.parents:
         return None, []
     if not model.declared:
-        return "inferred_only", []
-    if not model.parents:
-        return "declared_only", []
+        return "proposed", []
     keys = set()
     for e in model.parents:
         keys.update(k.lower() for k in (e.parent.id, e.parent.name, e.parent.location) if k)
     matched = sorted({b for b in model.declared if b.lower() in keys})
-    return ("agrees" if matched else "disagrees"), matched
+    if matched:
+        return "agrees", matched
+    bases = [b for d in model.declared for b in known.get(d.lower(), []) if b is not model]
+    if not bases:
+        return "unknown_base", []
+    if model.status != "ok" or all(b.status != "ok" for b in bases):
+        return "unverified", []
+    return "disagrees", []
+
+
+def _known(models: list[Model]) -> dict[str, list[Model]]:
+    known: dict[str, list[Model]] = {}
+    for m in models:
+        for key in {k.lower() for k in (m.id, m.name, m.location) if k}:
+            known.setdefault(key, []).append(m)
+    return known
 
 
 def _rows(con: Any, sql: str) -> list[dict[str, Any]]:
@@ -312,10 +338,14 @@ def build_site(
     def by_confidence(e: Edge) -> tuple:
         return (-(e.confidence if e.confidence is not None else -1.0), e.parent.name, e.parent.id)
 
+    known = _known(models)
     for m in models:
         m.parents.sort(key=by_confidence)
         m.children.sort(key=lambda e: (e.child.name.lower(), e.child.id))
-        m.agreement, m.matched = agreement(m)
+        m.agreement, m.matched = agreement(m, known)
+        m.declared_ids = sorted(
+            {b.id for d in m.declared for b in known.get(d.lower(), []) if b is not m}
+        )
 
     families: dict[str, Family] = {}
     for m in models:

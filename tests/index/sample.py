@@ -1,6 +1,7 @@
 """A small hand-made index: five models with a known lineage and random fingerprints.
 
-Lineage: a -> b -> c, a -> d, and e merged from c and d. ``b`` and ``e`` declare bases.
+Lineage: a -> b -> c, a -> d, and e merged from c and d. ``a``, ``b``, ``c``, ``e`` and the
+failed ``f`` declare bases; ``d`` declares none.
 """
 
 from __future__ import annotations
@@ -75,7 +76,12 @@ def sample_index() -> IndexData:
     fps = {i: random_fingerprint(k) for k, i in enumerate(IDS)}
     graph = sample_graph()
     fams = family_ids(graph)
-    declared = {"b": ["org/model-a"], "c": ["someone/else"], "e": ["ORG/MODEL-D", "x/y"]}
+    declared = {
+        "a": ["someone/else"],  # not indexed
+        "b": ["org/model-a"],  # its parent
+        "c": ["org/model-d"],  # indexed, but not its parent
+        "e": ["ORG/MODEL-D", "x/y"],  # one of its parents (case-insensitive) and an unknown
+    }
     rows = []
     for k, i in enumerate(IDS):
         summary = ModelSummary(

@@ -6,9 +6,10 @@ import re
 from pathlib import Path
 
 import duckdb
+import polars as pl
 import pytest
 
-from heritage.index import connect_readonly, write_index
+from heritage.index import IndexData, connect_readonly, write_index
 
 from .sample import sample_index
 
@@ -67,16 +68,78 @@ def test_ancestor_rows_carry_names_and_relations(con: duckdb.DuckDBPyConnection)
 
 def test_declared_vs_inferred_statuses(con: duckdb.DuckDBPyConnection) -> None:
     rows = con.execute(
-        "SELECT model_id, status, inferred_parents, matched_bases "
+        "SELECT model_id, status, declared_base_ids, inferred_parents, matched_bases "
         "FROM declared_vs_inferred ORDER BY model_id"
     ).fetchall()
     assert rows == [
-        ("b", "agrees", ["org/model-a"], ["org/model-a"]),
-        ("c", "disagrees", ["org/model-b"], []),
-        ("d", "inferred_only", ["org/model-a"], []),
-        ("e", "agrees", ["org/model-c", "org/model-d"], ["ORG/MODEL-D"]),  # case-insensitive
-        ("f", "declared_only", [], []),
+        ("a", "unknown_base", [], [], []),  # someone/else is not in the index
+        ("b", "agrees", ["a"], ["org/model-a"], ["org/model-a"]),
+        ("c", "disagrees", ["d"], ["org/model-b"], []),
+        ("d", "proposed", [], ["org/model-a"], []),
+        ("e", "agrees", ["d"], ["org/model-c", "org/model-d"], ["ORG/MODEL-D"]),
+        ("f", "unverified", ["a"], [], []),  # failed: the weights cannot tell
     ]
+
+
+def test_declared_vs_inferred_proposes_the_most_confident_parent(
+    con: duckdb.DuckDBPyConnection,
+) -> None:
+    rows = con.execute(
+        "SELECT model_id, proposed_base, proposed_base_id, proposed_relation, proposed_confidence "
+        "FROM declared_vs_inferred ORDER BY model_id"
+    ).fetchall()
+    assert rows == [
+        ("a", None, None, None, None),  # a root: nothing to propose
+        ("b", None, None, None, None),  # agrees: the declared base stands
+        ("c", "org/model-b", "b", "finetune", 0.8),
+        ("d", "org/model-a", "a", "quantized", 0.95),
+        ("e", None, None, None, None),
+        ("f", None, None, None, None),
+    ]
+
+
+def test_declared_vs_inferred_edge_cases(tmp_path: Path) -> None:
+    """A card naming its own model, a base without fingerprint, equally confident parents."""
+    data = sample_index()
+    declared = {
+        "c": ["org/model-a"],  # indexed but not fingerprinted, and not c's parent
+        "d": ["org/model-d", "A"],  # itself (ignored), and a by model_id
+        "e": None,  # nothing declared: two parents of equal confidence
+    }
+    models = data.models.with_columns(
+        pl.Series(
+            [
+                declared.get(i, d)
+                for i, d in zip(
+                    data.models["model_id"], data.models["declared_base_models"], strict=True
+                )
+            ],
+            dtype=pl.List(pl.String),
+        ).alias("declared_base_models"),
+        pl.when(pl.col("model_id") == "a")
+        .then(pl.lit("not_fingerprinted"))
+        .otherwise(pl.col("status"))
+        .alias("status"),
+    )
+    edges = data.edges.with_columns(pl.lit(0.5).alias("confidence"))
+    path = tmp_path / "edge.duckdb"
+    write_index(path, IndexData(models=models, edges=edges, families=data.families))
+    con = connect_readonly(path)
+    try:
+        got = {
+            r[0]: r[1:]
+            for r in con.execute(
+                "SELECT model_id, status, declared_base_ids, proposed_base_id, "
+                "proposed_confidence FROM declared_vs_inferred"
+            ).fetchall()
+        }
+    finally:
+        con.close()
+    assert got["b"] == ("agrees", ["a"], None, None)  # the parent, fingerprint or not
+    assert got["c"] == ("unverified", ["a"], "b", 0.5)  # a has no fingerprint to compare
+    assert got["d"] == ("agrees", ["a"], None, None)
+    assert got["e"] == ("proposed", [], "c", 0.5)  # a tie goes to the lowest parent id
+    assert "f" in got and got["f"][0] == "unverified"
 
 
 def test_lineage_view_names_both_ends(con: duckdb.DuckDBPyConnection) -> None:
@@ -95,4 +158,5 @@ def test_readme_examples_run_as_printed(con: duckdb.DuckDBPyConnection) -> None:
     results = [con.execute(sql).fetchall() for sql in blocks]
     assert results[0][0][:3] == ("fam-1", 5, "org/model-a")
     assert results[1][0][:3] == (1, "org/model-c", "merge")
-    assert results[2] == [("org/model-c", ["someone/else"], ["org/model-b"])]
+    assert results[2] == [("org/model-c", ["org/model-d"], ["org/model-b"])]
+    assert results[3] == [("org/model-d", "org/model-a", 0.95)]

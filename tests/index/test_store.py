@@ -213,6 +213,24 @@ def test_newer_schema_version_is_refused(tmp_path: Path) -> None:
     assert digest(path) == before
 
 
+def test_version_1_file_is_read_and_rewritten_as_current(tmp_path: Path, data: IndexData) -> None:
+    """Version 2 changed only the declared_vs_inferred view: version-1 tables still read."""
+    path = tmp_path / "v1.duckdb"
+    write_index(path, data)
+    con = duckdb.connect(str(path))
+    con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    con.close()
+    back = read_index(path)
+    assert back.models.height == data.models.height
+    write_index(path, back)
+    assert read_index(path).meta["schema_version"] == str(SCHEMA_VERSION) == "2"
+    con = duckdb.connect(str(path))
+    con.execute("UPDATE meta SET value = '0' WHERE key = 'schema_version'")
+    con.close()
+    with pytest.raises(IndexVersionError, match="older than 1"):
+        read_index(path)
+
+
 def test_file_without_meta_is_not_an_index(tmp_path: Path) -> None:
     path = tmp_path / "other.duckdb"
     con = duckdb.connect(str(path))

@@ -12,9 +12,10 @@ from xml.etree import ElementTree
 import networkx as nx
 import pytest
 
-from heritage.index import IndexData, write_index
+from heritage.index import IndexData, connect_readonly, write_index
 from heritage.publish import PublishError, add_publish_arguments, publish, run_publish
 from heritage.publish import build as build_module
+from heritage.publish.data import load_site
 from heritage.publish.slugs import slug
 from tests.publish.conftest import EVIL_ID, EVIL_NAME, GATED_NAME, PRIVATE_NAME
 
@@ -94,9 +95,10 @@ def test_hostile_name_and_card_are_escaped_everywhere(site: Path) -> None:
     assert 'href="javascript' not in html.lower() and 'href="data:' not in html.lower()
     assert 'href="https://example.org/a?b=1&amp;c=2"' in html
     assert "&lt;svg onload=alert(5)&gt;" in html
-    # The Hub link is percent-encoded: no quote can leave the attribute.
+    # The Hub link is percent-encoded: no quote can leave the attribute. A third path part
+    # reads as a subfolder of the repo (ORG/NAME/FOLDER), linked inside the tree.
     assert (
-        "https://huggingface.co/evil/x%22%3E%3Cscript%3Ealert%286%29%3C/script%3E/tree/main" in html
+        "https://huggingface.co/evil/x%22%3E%3Cscript%3Ealert%286%29%3C/tree/main/script%3E" in html
     )
     for page in pages(site):
         text = page.read_text()
@@ -150,7 +152,15 @@ def test_json_api_shape(site: Path) -> None:
 
     stats = json.loads((site / "api" / "stats.json").read_text())
     assert stats["models"] == 7 and stats["families"] == 1 and stats["edges"] == 6
-    assert stats["disagreements"] == 2  # c declares someone/else; evil declares <i>...</i>
+    assert stats["disagreements"] == 1  # c declares org/model-d, an indexed non-parent
+    assert stats["unknown_bases"] == 2  # a declares someone/else; evil declares <i>...</i>
+    assert stats["proposed_bases"] == 1  # d declares nothing
+    c = json.loads((site / "api" / "models" / f"{slug('c')}.json").read_text())
+    assert c["lineage"]["agreement"] == "disagrees"
+    assert c["lineage"]["declared_base_ids"] == ["d"]
+    proposed = c["lineage"]["proposed_base"]
+    assert (proposed["id"], proposed["relation"], proposed["confidence"]) == ("b", "finetune", 0.8)
+    assert e["lineage"]["proposed_base"] is None  # it agrees
     assert stats["last_run"]["status"] == "partial"
     assert set(stats["charts"]) >= {"parameters", "family-sizes", "relations", "indexed"}
 
@@ -193,10 +203,57 @@ def test_model_page_content(site: Path) -> None:
         assert text in html, text
     c = (site / "models" / f"{slug('c')}.html").read_text()
     assert "The weights disagree" in c
+    assert re.search(
+        r'The weights propose: <a href="\.\./models/[^"]+">org/model-b</a> .*confidence 0\.80', c
+    )
+    d = (site / "models" / f"{slug('d')}.html").read_text()
+    assert "No base model is declared" in d
+    assert re.search(
+        r'Proposed base model: <a href="\.\./models/[^"]+">org/model-a</a> .*confidence 0\.95', d
+    )
+    evil = (site / "models" / f"{slug(EVIL_ID)}.html").read_text()
+    assert "is not in this index" in evil and "&lt;i&gt;org/model-a&lt;/i&gt;" in evil
+    assert re.search(r"The weights propose: .*org/model-a</a> .*confidence 0\.66", evil)
+    broken = (site / "models" / f"{slug('f')}.html").read_text()
+    assert "has no fingerprint" in broken and "propose" not in broken
     a = (site / "models" / f"{slug('a')}.html").read_text()
     assert "None found: this model is the root of its family." in a
-    broken = (site / "models" / f"{slug('f')}.html").read_text()
     assert "Could not be read" in broken and "empty file" in broken
+
+
+def test_site_verdicts_match_the_sql_view(hostile_db: Path) -> None:
+    """The site computes the declared_vs_inferred verdict itself; it must match the view."""
+    site = load_site(hostile_db, include_private=True)  # nothing hidden: same models as SQL
+    con = connect_readonly(hostile_db)
+    try:
+        view = {
+            r[0]: r[1:]
+            for r in con.execute(
+                "SELECT model_id, status, matched_bases, declared_base_ids, proposed_base_id, "
+                "proposed_confidence FROM declared_vs_inferred"
+            ).fetchall()
+        }
+    finally:
+        con.close()
+    ours = {
+        m.id: (
+            m.agreement,
+            m.matched,
+            m.declared_ids,
+            m.proposed.parent.id if m.proposed else None,
+            m.proposed.confidence if m.proposed else None,
+        )
+        for m in site.models
+        if m.agreement
+    }
+    assert ours == view
+    assert {s for s, *_ in view.values()} == {
+        "agrees",
+        "disagrees",
+        "unknown_base",
+        "unverified",
+        "proposed",
+    }
 
 
 def test_family_page_tree_and_text_equivalent(site: Path) -> None:
