@@ -134,6 +134,8 @@ def score(graph: nx.DiGraph, truth: Mapping[str, TruthModel]) -> Scores:
         label = (
             ">=0.9"
             if conf >= 0.9
+            else ">=0.8"
+            if conf >= 0.8
             else ">=0.7"
             if conf >= 0.7
             else ">=0.5"
