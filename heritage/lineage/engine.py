@@ -57,6 +57,7 @@ class LineageSettings:
     # four zoos: 0.89 right above 0.99, 0.82 above 0.9, 0.70 below.
     finetune_confidence: tuple[tuple[float, float], ...] = ((0.99, 0.85), (0.9, 0.8), (0.0, 0.7))
     spanning_weight: float = 0.1  # weight of the spanning tree's own root score
+    fan_weight: float = 0.1  # weight of the same tree with sweep siblings split into a fan
     root_candidates: int = 16  # roots tried per family, best first by spanning-tree score
     order_penalty: float = 1.2  # arborescence: extra cost per unit of progress order reversed
     detour_ratio: float = 0.05  # a child nearly as close to its grandparent belongs to it
@@ -584,9 +585,11 @@ def _root_trials(
     """The likeliest roots, best first, each with its progress tree and its score.
 
     A root fixes which way each statistic moves with training; the progress tree then
-    follows from it, and the score is how consistently it moves them. The spanning
-    tree's own root score ranks the candidates, so large families try only the best
-    ``root_candidates`` of them.
+    follows from it, and the score is how consistently it moves them. A tree that is one
+    path scores the same read from either end; read from the true root, its sweep
+    siblings split into a fan whose edges move the statistics alike, so that tree's
+    score is added with a small weight to break such ties. The spanning tree's own root
+    score ranks the candidates, so large families try only the best ``root_candidates``.
     """
     stats, nodes = prob.stats, prob.nodes
     ranked = _root_scores(models, stats, nodes, prob.spanning, settings)
@@ -597,6 +600,9 @@ def _root_trials(
     for r in sorted(candidates):
         edges = _progress_tree(x, stats, nodes, prob.near, r)
         score = _tree_consistency(models, stats, nodes, edges, settings)
+        if settings.fan_weight:
+            fanned = _split_sweeps(x, edges, settings)
+            score += settings.fan_weight * _tree_consistency(models, stats, nodes, fanned, settings)
         score += settings.spanning_weight * float(ranked[pos[r]]) / top
         trials.append((score, r, edges))
     return sorted(trials, key=lambda t: (-t[0], t[1]))
