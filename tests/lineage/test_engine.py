@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from heritage.lineage import LineageSettings, ModelInput, recover_lineage
-from heritage.lineage.engine import _skip_detours
+from heritage.lineage.engine import _delta_focus, _Distances, _skip_detours, _split_twins
 from tests.lineage.synthetic import average, bf16, finetune, int8, make, root
 
 
@@ -125,8 +125,65 @@ def test_a_sibling_that_took_a_small_step_does_not_adopt_the_others():
     x = np.stack([base, small, big])
     chained = [(0, 1), (1, 2)]
     assert np.linalg.norm(big - small) < np.linalg.norm(big - base)  # the trap
-    assert _skip_detours(x, chained, LineageSettings()) == [(0, 1), (0, 2)]
-    assert _skip_detours(x, chained, LineageSettings(detour_ratio=0.0)) == chained
+    assert _skip_detours(_Distances(x, {}), chained, LineageSettings()) == [(0, 1), (0, 2)]
+    assert _skip_detours(_Distances(x, {}), chained, LineageSettings(detour_ratio=0.0)) == chained
     # a real intermediate: its child moved on from it, three times as far
     x2 = np.stack([base, small, small + 0.3 * w])
-    assert _skip_detours(x2, chained, LineageSettings()) == chained
+    assert _skip_detours(_Distances(x2, {}), chained, LineageSettings()) == chained
+
+
+def test_twins_of_one_recipe_are_split_but_a_focused_step_is_kept():
+    """Same task and learning rate, other seed: the second twin is no child of the first."""
+    rng = np.random.default_rng(1)
+    base = root(7)
+
+    def drift(direction_seed: int, size: float) -> dict[str, np.ndarray]:
+        g = np.random.default_rng(direction_seed)
+        out = {}
+        for name, w in base.items():
+            if w.ndim == 2:  # training moves along a few directions: rank one here
+                out[name] = (
+                    size
+                    * np.outer(g.standard_normal(w.shape[0]), g.standard_normal(w.shape[1]))
+                    / 10
+                )
+            else:
+                out[name] = np.zeros_like(w)
+        return out
+
+    def plus(*parts: dict[str, np.ndarray], noise: float = 0.0) -> dict[str, np.ndarray]:
+        return {
+            n: (sum(p[n] for p in parts) + noise * rng.standard_normal(parts[0][n].shape)).astype(
+                np.float32
+            )
+            for n in parts[0]
+        }
+
+    task = drift(1, 0.3)
+    twin_a = plus(base, task, noise=0.004)
+    twin_b = plus(base, task, noise=0.004)
+    other = plus(base, drift(2, 0.3), noise=0.004)
+    step = plus(twin_a, drift(3, 0.12), noise=0.001)  # a focused step on from twin a
+    inputs = [
+        ModelInput(k, make(w))
+        for k, w in {"base": base, "a": twin_a, "b": twin_b, "other": other, "step": step}.items()
+    ]
+    x = np.stack(
+        [
+            np.concatenate([m.fingerprint.tensors[n].values.ravel() for n in sorted(base)])
+            for m in inputs
+        ]
+    )
+    chained = [(0, 1), (0, 3), (1, 2), (1, 4)]
+    assert _delta_focus(inputs[1].fingerprint, inputs[2].fingerprint) < 0.5 * _delta_focus(
+        inputs[0].fingerprint, inputs[1].fingerprint
+    )
+    assert _split_twins(inputs, _Distances(x, {}), chained, LineageSettings()) == [
+        (0, 1),
+        (0, 2),
+        (0, 3),
+        (1, 4),
+    ]
+    assert (
+        _split_twins(inputs, _Distances(x, {}), chained, LineageSettings(pair_focus=0.0)) == chained
+    )
