@@ -27,6 +27,8 @@ def crawl_hub(db: str, options: dict[str, Any]) -> dict[str, Any]:
         "failed": [list(f) for f in report.failed],
         "bytes_read": report.bytes_read,
         "requests": report.requests,
+        "resolver_requests": report.resolver_requests,
+        "cdn_requests": report.cdn_requests,
         "n_edges": report.n_edges,
         "n_families": report.n_families,
     }

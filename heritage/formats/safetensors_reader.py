@@ -24,6 +24,7 @@ from heritage.formats.source import (
     ReadBudget,
     ReadStats,
     plan_spans,
+    read_spans,
     split_spans,
 )
 
@@ -61,7 +62,8 @@ def parse_header(source: ByteSource, file: str) -> tuple[list[TensorInfo], dict[
         raise BadCheckpoint(
             name, f"file is {source.size} bytes, too short for a safetensors header"
         )
-    probe = source.read(0, min(source.size, HEADER_PROBE_BYTES))
+    # a source that already holds the file's first bytes (an HTTP probe) says how many
+    probe = source.read(0, min(source.size, getattr(source, "probe_bytes", HEADER_PROBE_BYTES)))
     n = int.from_bytes(probe[:8], "little")
     if n > MAX_HEADER_BYTES:
         raise BadCheckpoint(name, f"header length {n} bytes exceeds the 100 MB limit")
@@ -151,14 +153,16 @@ class SafetensorsCheckpoint(Checkpoint):
         fmt: str,
         config: dict[str, Any] | None = None,
         *,
-        read_budget: ReadBudget | None = None,
+        read_budget: ReadBudget | Mapping[str, ReadBudget] | None = None,
         extra: ReadStats | None = None,
     ) -> None:
         """``sources`` maps each file name to its byte source, in file order.
 
         ``read_budget`` bounds the range requests of each batched row read (None: each
-        source merges near ranges its own way); ``extra`` counts reads made for this
-        checkpoint outside its weight files, such as a shard index fetched over HTTP.
+        source merges near ranges its own way), for all files or per file name (files
+        with equal budgets share one plan; a file left out gets ``ReadBudget()``);
+        ``extra`` counts reads made for this checkpoint outside its weight files, such as
+        a shard index fetched over HTTP.
         """
         tensors: list[TensorInfo] = []
         metadata: dict[str, str] = {}
@@ -210,11 +214,19 @@ class SafetensorsCheckpoint(Checkpoint):
         if self.read_budget is None:
             got = {file: self._sources[file].read_ranges(r) for file, r in ranges.items()}
         else:  # one plan across files, so the budget goes where it saves the most bytes
-            spans = plan_spans(ranges, self.read_budget)
+            budgets = self.read_budget
+            groups: dict[ReadBudget, dict[str, list[tuple[int, int]]]] = {}
             for file, r in ranges.items():
-                src = self._sources[file]
-                blobs = [src.read(off, length) for off, length, _ in spans[file]]
-                got[file] = split_spans(r, spans[file], blobs)
+                budget = (
+                    budgets.get(file, ReadBudget()) if isinstance(budgets, Mapping) else budgets
+                )
+                groups.setdefault(budget, {})[file] = r
+            for budget, group in groups.items():
+                spans = plan_spans(group, budget)
+                jobs = [(f, off, length) for f in group for off, length, _ in spans[f]]
+                blobs = iter(read_spans(self._sources, jobs, budget.concurrency))
+                for file, r in group.items():
+                    got[file] = split_spans(r, spans[file], [next(blobs) for _ in spans[file]])
         for file, wanted in per_file.items():
             for (name, _, _), blob in zip(wanted, got[file], strict=True):
                 raw[name].append(blob)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Hashable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar, runtime_checkable
@@ -83,11 +84,13 @@ class ReadBudget:
     batch fits ``max_requests``, closest neighbours first, which keeps the unwanted bytes
     read in between as small as the request count allows. ``max_extra_bytes`` bounds those
     unwanted bytes, so on a large file the byte limit wins over the request count.
+    ``concurrency`` is how many of the batch's requests may be in flight at once.
     """
 
     max_requests: int | None = None  # None: no request limit, only gaps <= merge_gap merge
     max_extra_bytes: int = 1024 * 1024
     merge_gap: int = DEFAULT_COALESCE_GAP  # gaps this small always merge
+    concurrency: int = 1  # reads in flight at once (the source must be thread-safe if > 1)
 
 
 def plan_spans(
@@ -132,6 +135,25 @@ def plan_spans(
                 merged.append((off, length, list(members)))
         out[k] = merged
     return out
+
+
+def read_spans(
+    sources: Mapping[K, ByteSource], jobs: list[tuple[K, int, int]], concurrency: int = 1
+) -> list[bytes]:
+    """The bytes of each (file, offset, length) job, in job order.
+
+    With ``concurrency`` > 1 up to that many reads are in flight at once (threads); the
+    first failure is raised once the reads already running have ended, and the reads not
+    yet started are cancelled.
+    """
+    if concurrency <= 1 or len(jobs) <= 1:
+        return [sources[k].read(off, n) for k, off, n in jobs]
+    pool = ThreadPoolExecutor(max_workers=min(concurrency, len(jobs)))
+    try:
+        futures = [pool.submit(sources[k].read, off, n) for k, off, n in jobs]
+        return [f.result() for f in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def split_spans(

@@ -61,7 +61,8 @@ def cmd_hub(args: argparse.Namespace) -> int:
         print(
             f"{len(report.read)} read, {len(report.unchanged)} unchanged, "
             f"{len(report.not_fingerprinted)} not fingerprinted, {len(report.failed)} failed; "
-            f"{report.bytes_read:,} bytes in {report.requests} requests; "
+            f"{report.bytes_read:,} bytes in {report.resolver_requests} resolver and "
+            f"{report.cdn_requests} CDN requests; "
             f"{report.n_edges} edges, {report.n_families} families -> {report.db}"
         )
         for repo, err in report.failed:

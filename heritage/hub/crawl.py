@@ -1,7 +1,8 @@
 """Indexing Hub repos: list, pin each repo's commit, read headers and samples over HTTP.
 
 One listing call (``expand`` = sha, siblings, cardData, createdAt, …) describes every repo,
-so there is no per-model API call; weights are read through :class:`HttpRangeSource`.
+so there is no per-model API call; weights are read through :class:`HttpRangeSource`,
+from the Hub's CDN when the resolver redirects there (one resolver request per file).
 Repos whose commit sha is already in the index are not fetched again. The new Hub rows
 are merged with the index's other models and lineage is recomputed over all of them.
 """
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import polars as pl
 
@@ -23,7 +24,7 @@ from heritage.crawl.run import index_lock
 from heritage.fingerprint import Fingerprint, fingerprint
 from heritage.formats.errors import CheckpointError
 from heritage.hub.http_source import redact
-from heritage.hub.remote import open_remote, weight_files, weight_folders
+from heritage.hub.remote import open_remote, request_counts, weight_files, weight_folders
 from heritage.index import (
     IndexData,
     fingerprints_frame,
@@ -58,6 +59,14 @@ EXPAND = [
 ]
 
 
+class RepoReads(NamedTuple):
+    """What reading one repo's models took, retries included."""
+
+    bytes: int
+    resolver: int  # requests to /resolve/ URLs: what the Hub's "resolvers" limit counts
+    cdn: int  # range requests sent to CDN locations
+
+
 @dataclass
 class HubReport:
     """What a Hub run did, per repo."""
@@ -68,8 +77,10 @@ class HubReport:
     not_fingerprinted: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     bytes_read: int = 0
-    requests: int = 0
-    per_repo: dict[str, tuple[int, int]] = field(default_factory=dict)  # bytes, requests
+    requests: int = 0  # resolver + CDN
+    resolver_requests: int = 0
+    cdn_requests: int = 0
+    per_repo: dict[str, RepoReads] = field(default_factory=dict)
     n_edges: int = 0
     n_families: int = 0
 
@@ -166,7 +177,14 @@ def _fields(info: Any, repo: str, sha: str | None, card: dict[str, Any]) -> dict
     }
 
 
-Read = tuple[dict[str, Any], Fingerprint | None, int, int]  # row, fingerprint, bytes, requests
+class Read(NamedTuple):
+    """One model of a repo: its row, its fingerprint (None unless read) and the cost."""
+
+    row: dict[str, Any]
+    fingerprint: Fingerprint | None
+    bytes: int = 0
+    resolver: int = 0
+    cdn: int = 0
 
 
 def read_repo(
@@ -176,7 +194,7 @@ def read_repo(
     headers: dict[str, str],
     source_options: dict[str, Any] | None = None,
 ) -> list[Read]:
-    """(models row, fingerprint or None, bytes read, requests) per model of one listed repo.
+    """(models row, fingerprint or None, bytes, resolver and CDN requests) per model of a repo.
 
     The repo root is always the first model (``hub:ORG/NAME``); each subfolder holding
     safetensors weights (an adapter, a diffusers component) follows as a model of its own,
@@ -190,7 +208,7 @@ def read_repo(
     reads = [
         _read_weights(endpoint, repo, sha, files, "", common, session, headers, source_options)
     ]
-    root = reads[0][0]
+    root = reads[0].row
     if root["status"] == "failed" and (root["error"] or "").startswith("gated:"):
         return reads  # no token for this repo: its subfolders would be refused the same way
     folders, more = weight_folders(files)
@@ -223,10 +241,10 @@ def _read_weights(
     if kind in ("pickle", "none"):
         why = "only pickle weights (.bin/.pt), not read remotely" if kind == "pickle" else None
         row = model_row(mid, **common, status="not_fingerprinted", error=why, indexed_at=now)
-        return row, None, 0, 0
+        return Read(row, None)
     if not sha:
         err = f"{repo}: listing gave no commit sha"
-        return model_row(mid, **common, status="failed", error=err, indexed_at=now), None, 0, 0
+        return Read(model_row(mid, **common, status="failed", error=err, indexed_at=now), None)
     try:
         ckpt = open_remote(
             endpoint,
@@ -243,7 +261,7 @@ def _read_weights(
         text = redact(" ".join(str(exc).split()), headers)
         if "gated or private" in text:
             text = f"gated: {text}"
-        return model_row(mid, **common, status="failed", error=text, indexed_at=now), None, 0, 0
+        return Read(model_row(mid, **common, status="failed", error=text, indexed_at=now), None)
     ts = ckpt.tensors
     row = model_row(
         mid,
@@ -263,7 +281,7 @@ def _read_weights(
         error=None,
         indexed_at=now,
     )
-    return row, fp, ckpt.bytes_read, ckpt.requests
+    return Read(row, fp, ckpt.bytes_read, *request_counts(ckpt))
 
 
 def _repo_id(model_id: str) -> str:
@@ -333,11 +351,13 @@ def run_hub(
                 report.unchanged.append(repo)
                 continue
             reads = read_repo(endpoint, info, session, headers, source_options)
-            nbytes, nreq = sum(r[2] for r in reads), sum(r[3] for r in reads)
-            report.bytes_read += nbytes
-            report.requests += nreq
-            report.per_repo[repo] = (nbytes, nreq)
-            for row, fp, _, _ in reads:
+            cost = RepoReads(*(sum(col) for col in zip(*(r[2:] for r in reads), strict=True)))
+            report.bytes_read += cost.bytes
+            report.resolver_requests += cost.resolver
+            report.cdn_requests += cost.cdn
+            report.requests += cost.resolver + cost.cdn
+            report.per_repo[repo] = cost
+            for row, fp, *_ in reads:
                 rows.append(row)
                 if fp is not None:
                     fresh[row["model_id"]] = fp

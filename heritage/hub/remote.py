@@ -2,9 +2,14 @@
 
 ``weight_files`` picks what to read from a repo's file list; ``open_remote`` builds a
 :class:`SafetensorsCheckpoint` whose sources are :class:`HttpRangeSource` objects, so
-only headers and the fingerprint's sampled rows are fetched, within a request budget:
-each file's first range read gives its size and header, a shard index is one more read,
-and the sampled rows get whatever requests are left.
+only headers and the fingerprint's sampled rows are fetched. Each file's first request
+resolves it: the Hub redirects weight files to its CDN, and then that one request is all
+the file spends of the resolver rate limit; the header and the sampled rows are read from
+the CDN location, merging only small gaps (bytes count there, not requests), several
+requests in flight. A file the resolver serves itself (a shard index, a proxy without
+redirects) is read within the resolver request budget instead: its first range read gives
+its size and header, a shard index is one more read, and the sampled rows get whatever
+requests are left.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from urllib.parse import quote
 from heritage.formats.errors import BadCheckpoint
 from heritage.formats.safetensors_reader import INDEX_NAME, SafetensorsCheckpoint
 from heritage.formats.source import ReadBudget
-from heritage.hub.http_source import HttpRangeSource
+from heritage.hub.http_source import HttpRangeSource, HttpStats
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
 # Resolver requests per model: the Hub's rate limit counts them, so a model gets four for
@@ -29,6 +34,14 @@ FURTHER_FILE_REQUESTS = 2
 # Bytes outside the sampled rows that merging ranges may read, per model: on large files
 # this wins over the request budget, keeping a fingerprint to a few MB however big the model.
 MAX_EXTRA_BYTES = 1024 * 1024
+# Rows read from a CDN location: its requests do not spend the Hub's rate limit, so gaps
+# merge only when they are small (a page: about what a request's headers cost) ...
+CDN_MERGE_GAP = 4 * 1024
+# ... several requests are in flight at once (per model) ...
+CDN_CONCURRENCY = 8
+# ... and past this many requests per model the nearest rows merge, within a byte cap.
+CDN_MAX_REQUESTS = 8192
+CDN_MAX_EXTRA_BYTES = 256 * 1024
 # Subfolders with safetensors weights read per repo (each is a model with its own budget);
 # a repo of many training checkpoints would otherwise spend the rate limit on itself.
 MAX_SUBFOLDERS = 8
@@ -37,6 +50,29 @@ MAX_SUBFOLDERS = 8
 def request_budget(n_files: int) -> int:
     """Resolver requests a model of ``n_files`` weight files may take, shard index included."""
     return FIRST_FILE_REQUESTS + FURTHER_FILE_REQUESTS * max(n_files - 1, 0)
+
+
+def cdn_budget() -> ReadBudget:
+    """How rows are read from CDN locations: fewest bytes, bounded requests and threads."""
+    return ReadBudget(
+        max_requests=CDN_MAX_REQUESTS,
+        max_extra_bytes=CDN_MAX_EXTRA_BYTES,
+        merge_gap=CDN_MERGE_GAP,
+        concurrency=CDN_CONCURRENCY,
+    )
+
+
+def request_counts(ckpt: SafetensorsCheckpoint) -> tuple[int, int]:
+    """(resolver requests, CDN requests) a remote checkpoint has sent, retries included."""
+    stats = [*(s.stats for s in ckpt.sources.values()), ckpt.extra]
+    resolver = sum(s.resolver_requests if isinstance(s, HttpStats) else s.requests for s in stats)
+    return resolver, sum(s.cdn_requests for s in stats if isinstance(s, HttpStats))
+
+
+def resolver_reads(ckpt: SafetensorsCheckpoint) -> int:
+    """Resolver requests a remote checkpoint asked for (retries not counted)."""
+    stats = [*(s.stats for s in ckpt.sources.values()), ckpt.extra]
+    return sum(s.resolver_reads if isinstance(s, HttpStats) else s.reads for s in stats)
 
 
 def resolve_url(endpoint: str, repo: str, revision: str, file: str) -> str:
@@ -120,9 +156,10 @@ def open_remote(
     """A checkpoint over the safetensors weights in ``folder`` of the repo at ``revision``.
 
     ``revision`` should be a commit sha; ``folder`` is "" for the repo root. Files are
-    named by their repo path. Row reads are budgeted so the whole model takes at most
-    ``request_budget`` resolver requests (retries aside), unless that would over-read more
-    than ``max_extra_bytes``.
+    named by their repo path. Files the resolver redirects to a CDN read their rows from
+    there with :func:`cdn_budget`; rows of files it serves itself are budgeted so the
+    whole model takes at most ``request_budget`` resolver requests (retries and
+    re-resolves aside), unless that would over-read more than ``max_extra_bytes``.
     """
     kind, picked = weight_files(files, folder)
     location = Path(repo)
@@ -154,6 +191,13 @@ def open_remote(
     else:
         where = f"{repo}/{folder}" if folder else repo
         raise BadCheckpoint(where, f"no safetensors weights to read ({kind})")
-    left = request_budget(len(ckpt.sources)) - ckpt.reads
-    ckpt.read_budget = ReadBudget(max_requests=max(left, 0), max_extra_bytes=max_extra_bytes)
+    left = request_budget(len(ckpt.sources)) - resolver_reads(ckpt)
+    direct = ReadBudget(max_requests=max(left, 0), max_extra_bytes=max_extra_bytes)
+    on_cdn = {f for f, s in ckpt.sources.items() if getattr(s, "via_cdn", False)}
+    if not on_cdn:
+        ckpt.read_budget = direct
+    elif len(on_cdn) == len(ckpt.sources):
+        ckpt.read_budget = cdn_budget()
+    else:  # some files redirected, some served by the resolver
+        ckpt.read_budget = {f: cdn_budget() if f in on_cdn else direct for f in ckpt.sources}
     return ckpt

@@ -318,3 +318,27 @@ def test_column_windows_on_pickles(tmp_path):
     with open_checkpoint(tmp_path / "c.pt") as ckpt:
         got = ckpt.read_rows("conv", [1, 6], cols=(2, 7))
     np.testing.assert_array_equal(got, t.reshape(8, -1)[[1, 6], 2:7].numpy())
+
+
+def test_per_file_budgets_and_concurrent_reads(tmp_path):
+    """A budget per file (equal ones planned together), reads in flight at once: same rows."""
+    from heritage.formats.source import ReadBudget
+
+    folder, tensors = _shard(tmp_path)
+    plan = {"model.layers.0.w": [0, 2], "model.norm.weight": [0], "model.layers.1.w": [0, 2, 4]}
+    with open_checkpoint(folder) as ckpt:
+        expected = ckpt.read_rows_many(plan)
+        first, second = (p.name for p in ckpt.files)
+        for budget in (
+            ReadBudget(merge_gap=0, concurrency=4),
+            {first: ReadBudget(merge_gap=0, concurrency=3), second: ReadBudget(max_requests=1)},
+            {second: ReadBudget(max_requests=0)},  # a file left out: ReadBudget()
+        ):
+            ckpt.read_budget = budget
+            before = ckpt.reads
+            got = ckpt.read_rows_many(plan)
+            for name, t in tensors.items():
+                np.testing.assert_array_equal(got[name], expected[name])
+                np.testing.assert_array_equal(got[name], t.float().numpy()[plan[name]])
+            if not isinstance(budget, dict):
+                assert ckpt.reads - before == 6  # gaps not merged: a request per row

@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from heritage.formats.source import ReadBudget, coalesce, plan_spans, split_spans
+from heritage.formats.source import ReadBudget, coalesce, plan_spans, read_spans, split_spans
 
 KB = 1024
 
@@ -102,3 +102,50 @@ def test_plan_reads_the_fewest_bytes_the_budget_allows(ranges, max_requests, mer
     n_requests, n_bytes = _cost(spans)
     assert n_requests <= max(max_requests, len(ranges))
     assert n_bytes == _best_bytes(ranges, max_requests, merge_gap)
+
+
+class _SlowSource:
+    """A source whose reads take a while and record how many ran at once."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        import threading
+
+        self.lock = threading.Lock()
+        self.running = self.most = self.calls = 0
+        self.fail_at = fail_at
+
+    def read(self, offset: int, length: int) -> bytes:
+        import time
+
+        with self.lock:
+            self.calls += 1
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            time.sleep(0.02)
+            if offset == self.fail_at:
+                raise OSError(f"read at {offset} failed")
+            return bytes([offset % 256]) * length
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def test_read_spans_keeps_order_and_bounds_concurrency() -> None:
+    src = _SlowSource()
+    jobs = [("a" if i % 2 else "b", i, 3) for i in range(20)]
+    sources = {"a": src, "b": src}
+    assert read_spans(sources, jobs, concurrency=4) == [bytes([i]) * 3 for i in range(20)]
+    assert 1 < src.most <= 4
+    serial = _SlowSource()
+    assert read_spans({"a": serial, "b": serial}, jobs) == [bytes([i]) * 3 for i in range(20)]
+    assert serial.most == 1
+
+
+def test_read_spans_raises_the_first_failure_and_stops() -> None:
+    import pytest
+
+    src = _SlowSource(fail_at=2)
+    with pytest.raises(OSError, match="read at 2 failed"):
+        read_spans({"a": src}, [("a", i, 1) for i in range(200)], concurrency=4)
+    assert src.calls < 200  # the reads not yet started were cancelled

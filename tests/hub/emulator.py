@@ -2,42 +2,83 @@
 
 Each ``<root>/<author>/<name>/`` folder is served as repo ``author/name``: the model API
 (list with ``Link`` pagination and ``search``/``author`` filters, info by revision) and
-``HEAD``/``GET /{repo}/resolve/{rev}/{file}`` with ranges. Faults are switched per test
-through :class:`Faults`; every request and byte served is counted.
+``HEAD``/``GET /{repo}/resolve/{rev}/{file}`` with ranges.
+
+Like the Hub, the resolver serves small (git) files itself but answers LFS-like weight
+files (``cdn_suffixes``, ``*.safetensors`` and pickles by default) with a ``302`` to a
+signed CDN URL on the same server, ``/cdn/<token>/<sha256>/<file>``, carrying
+``X-Repo-Commit``, ``X-Linked-Size``, ``X-Linked-Etag`` and ``ETag``; the CDN path serves
+the ranges. ``HubEmulator(root, cdn=False)`` (or ``emu.cdn_suffixes = ()``) serves every
+file from the resolver, as a proxy without redirects would. Signed URLs can be made to
+expire (:class:`Faults` ``cdn_expire_after_*``). Faults are switched per test through
+:class:`Faults`; every request and byte served is counted, resolver (any path containing
+``/resolve/``, what the Hub's "resolvers" rate limit counts) and CDN separately, and the
+``Authorization`` header of every request is recorded with its path.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 import yaml
 
 TOKEN_HEADER = "authorization"
+# Files the Hub keeps in LFS/Xet storage and serves through its CDN.
+LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".gguf", ".onnx", ".h5")
 
 
 @dataclass
 class Faults:
-    every_nth: int = 0  # every Nth request fails with ``status``
+    every_nth: int = 0  # every Nth request (API, resolver or CDN) fails with ``status``
     status: int = 429  # 429 (with RateLimit reset) or 500
-    drop_once_per_repo: bool = False  # cut one ranged body short per repo
+    drop_once_per_repo: bool = False  # cut one ranged body short per repo (resolver or CDN)
     full_body_repos: set[str] = field(default_factory=set)  # 200 instead of 206
-    gated_repos: set[str] = field(default_factory=set)  # 401 without a token
-    redirect: bool = False  # resolve answers 302 to /cdn/… like LFS files on the Hub
+    gated_repos: set[str] = field(default_factory=set)  # 401 without a token (resolver)
+    # A signed CDN URL expires once it has served this many requests (0: never) ...
+    cdn_expire_after_requests: int = 0
+    # ... or this many seconds after it was issued (0: never).
+    cdn_expire_after_seconds: float = 0.0
+    cdn_expired_status: int = 403  # what an expired URL answers (CloudFront: 403; or 410)
 
 
 @dataclass
 class Counters:
-    requests: int = 0
-    bytes: int = 0
-    per_repo_requests: dict[str, int] = field(default_factory=dict)
-    per_repo_bytes: dict[str, int] = field(default_factory=dict)
+    requests: int = 0  # every request, injected faults included
+    bytes: int = 0  # every body byte sent
+    resolver_requests: int = 0  # paths containing /resolve/, injected faults included
+    cdn_requests: int = 0  # /cdn/ paths, injected faults included
+    api_requests: int = 0  # /api/ paths
+    expired: int = 0  # CDN requests refused because their signed URL had expired
+    # per repo, requests that reached the repo (injected faults are not)
+    per_repo_resolver: dict[str, int] = field(default_factory=dict)
+    per_repo_cdn: dict[str, int] = field(default_factory=dict)
+    per_repo_bytes: dict[str, int] = field(default_factory=dict)  # file bytes, both paths
     log: list[tuple[str, str, str]] = field(default_factory=list)  # (method, path, range)
+    auth: list[tuple[str, str]] = field(default_factory=list)  # (path, Authorization or "")
+
+    def resolver(self, repo: str) -> int:
+        return self.per_repo_resolver.get(repo, 0)
+
+    def cdn(self, repo: str) -> int:
+        return self.per_repo_cdn.get(repo, 0)
+
+
+@dataclass
+class Grant:
+    """One signed CDN URL: what it opens, when it was issued and how often it was used."""
+
+    repo: str
+    file: str
+    issued: float
+    uses: int = 0
 
 
 def front_matter(readme: Path) -> dict:
@@ -55,25 +96,41 @@ def front_matter(readme: Path) -> dict:
 
 
 class HubEmulator:
-    def __init__(self, root: Path, token: str | None = None, page_size: int = 10) -> None:
+    def __init__(
+        self, root: Path, token: str | None = None, page_size: int = 10, cdn: bool = True
+    ) -> None:
         self.root = Path(root)
         self.token = token
         self.page_size = page_size
+        # files whose name ends so are redirected to the CDN; () serves everything directly
+        self.cdn_suffixes: tuple[str, ...] = LFS_SUFFIXES if cdn else ()
         self.faults = Faults()
         self.counters = Counters()
         self._lock = threading.Lock()
         self._dropped: set[str] = set()
+        self._grants: dict[str, Grant] = {}  # signed URL token -> grant
         self.repos: dict[str, Path] = {}
         self.extra_sha: dict[str, str] = {}  # bump a repo's commit
+        self.moved: dict[str, str] = {}  # old repo id -> served repo: resolve answers 307
         self.rescan()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
+
+    @property
+    def cdn(self) -> bool:
+        return bool(self.cdn_suffixes)
+
+    @cdn.setter
+    def cdn(self, on: bool) -> None:
+        self.cdn_suffixes = LFS_SUFFIXES if on else ()
 
     def rescan(self) -> None:
         self.repos = {
@@ -100,6 +157,12 @@ class HubEmulator:
     def reset_counters(self) -> None:
         with self._lock:
             self.counters = Counters()
+
+    def expire_cdn_urls(self) -> None:
+        """Make every signed CDN URL issued so far answer as expired."""
+        with self._lock:
+            for g in self._grants.values():
+                g.issued = float("-inf")
 
     # -- repo data ------------------------------------------------------------------------
 
@@ -179,13 +242,22 @@ class HubEmulator:
         query = parse_qs(split.query)
         rng = h.headers.get("Range", "")
         with self._lock:
-            self.counters.requests += 1
-            n = self.counters.requests
-            self.counters.log.append(("HEAD" if head else "GET", path, rng))
+            c = self.counters
+            c.requests += 1
+            n = c.requests
+            c.log.append(("HEAD" if head else "GET", path, rng))
+            c.auth.append((path, h.headers.get(TOKEN_HEADER, "")))
+            if "/resolve/" in path:
+                c.resolver_requests += 1
+            elif path.startswith("/cdn/"):
+                c.cdn_requests += 1
+            elif path.startswith("/api/"):
+                c.api_requests += 1
         f = self.faults
         if f.every_nth and n % f.every_nth == 0:
             if f.status == 429:
-                extra = {"RateLimit": '"resolvers";r=0;t=0', "Retry-After": "0"}
+                bucket = "resolvers" if "/resolve/" in path else "api"
+                extra = {"RateLimit": f'"{bucket}";r=0;t=0', "Retry-After": "0"}
                 return self._error(h, 429, "rate limited", head, extra)
             return self._error(h, f.status, "server error", head)
         if path == "/api/models":
@@ -199,12 +271,11 @@ class HubEmulator:
                 )
             return self._json(h, self.info(repo), head)
         if path.startswith("/cdn/"):
-            repo, _, file = path[len("/cdn/") :].partition("/@/")
-            return self._resolve(h, repo, file, rng, head, cdn=True)
+            return self._cdn(h, path, rng, head)
         if "/resolve/" in path:
             repo, _, tail = path.lstrip("/").partition("/resolve/")
-            _rev, _, file = tail.partition("/")
-            return self._resolve(h, repo, file, rng, head)
+            rev, _, file = tail.partition("/")
+            return self._resolve(h, repo, file, rng, head, rev)
         self._error(h, 404, "not found", head)
 
     def _list(self, h, query, head) -> None:
@@ -224,13 +295,27 @@ class HubEmulator:
             extra["Link"] = f'<{self.url}/api/models?{nxt}>; rel="next"'
         self._json(h, [self.info(r) for r in page], head, extra)
 
-    def _resolve(self, h, repo, file, rng, head, cdn: bool = False) -> None:
+    def _etags(self, repo: str, file: str) -> tuple[str, str]:
+        """(git blob oid of the LFS pointer, sha256 of the content), made up from the stat."""
+        st = (self.repos[repo] / file).stat()
+        key = f"{repo}/{file}:{st.st_size}:{st.st_mtime_ns}".encode()
+        return hashlib.sha1(key).hexdigest(), hashlib.sha256(key).hexdigest()
+
+    def _resolve(self, h, repo, file, rng, head, rev: str = "main") -> None:
+        if repo in self.moved:  # a renamed repo: the Hub redirects to its new resolve URL
+            new = self.moved[repo]
+            with self._lock:
+                c = self.counters
+                c.per_repo_resolver[new] = c.per_repo_resolver.get(new, 0) + 1
+            location = f"/{new}/resolve/{quote(rev, safe='')}/{quote(file)}"
+            return self._send(h, 307, b"", {"Location": location}, head)
         if repo not in self.repos:
             return self._error(
                 h, 404, "Repository not found", head, {"X-Error-Code": "RepoNotFound"}
             )
         with self._lock:
-            self.counters.per_repo_requests[repo] = self.counters.per_repo_requests.get(repo, 0) + 1
+            c = self.counters
+            c.per_repo_resolver[repo] = c.per_repo_resolver.get(repo, 0) + 1
         if repo in self.faults.gated_repos:
             auth = h.headers.get(TOKEN_HEADER, "")
             if not self.token or auth != f"Bearer {self.token}":
@@ -239,18 +324,56 @@ class HubEmulator:
         if not file or ".." in file.split("/") or not target.is_file():
             return self._error(h, 404, "Entry not found", head, {"X-Error-Code": "EntryNotFound"})
         size = target.stat().st_size
-        if self.faults.redirect and not cdn:
+        oid, sha256 = self._etags(repo, file)
+        if file.endswith(self.cdn_suffixes):
+            token = secrets.token_urlsafe(16)
+            with self._lock:
+                self._grants[token] = Grant(repo, file, time.monotonic())
             extra = {
-                "Location": f"/cdn/{repo}/@/{file}",
-                "X-Linked-Size": str(size),
+                "Location": f"{self.url}/cdn/{token}/{sha256}/{quote(file)}",
                 "X-Repo-Commit": self.sha(repo),
+                "X-Linked-Size": str(size),
+                "X-Linked-Etag": f'"{sha256}"',
+                "ETag": f'"{oid}"',
+                "Accept-Ranges": "bytes",
             }
             return self._send(h, 302, b"", extra, head)
-        base = {
-            "X-Repo-Commit": self.sha(repo),
-            "ETag": f'"{hashlib.sha1(f"{repo}/{file}:{size}".encode()).hexdigest()}"',
-            "Accept-Ranges": "bytes",
-        }
+        base = {"X-Repo-Commit": self.sha(repo), "ETag": f'"{oid}"', "Accept-Ranges": "bytes"}
+        self._body(h, repo, target, size, rng, head, base)
+
+    def _cdn(self, h, path, rng, head) -> None:
+        token, _, rest = path[len("/cdn/") :].partition("/")
+        _sha, _, file = rest.partition("/")
+        now = time.monotonic()
+        f = self.faults
+        with self._lock:
+            grant = self._grants.get(token)
+            if grant is not None:
+                grant.uses += 1
+                self.counters.per_repo_cdn[grant.repo] = (
+                    self.counters.per_repo_cdn.get(grant.repo, 0) + 1
+                )
+                expired = (
+                    f.cdn_expire_after_requests and grant.uses > f.cdn_expire_after_requests
+                ) or (
+                    f.cdn_expire_after_seconds and now - grant.issued > f.cdn_expire_after_seconds
+                )
+                expired = expired or grant.issued == float("-inf")
+                if expired:
+                    self.counters.expired += 1
+        if grant is None or grant.file != file:
+            return self._error(h, 403, "AccessDenied: bad signature", head)
+        if expired:
+            return self._error(h, f.cdn_expired_status, "AccessDenied: Request has expired", head)
+        target = self.repos[grant.repo] / grant.file
+        if not target.is_file():
+            return self._error(h, 404, "NoSuchKey", head)
+        _oid, sha256 = self._etags(grant.repo, grant.file)
+        base = {"ETag": f'"{sha256}"', "Accept-Ranges": "bytes", "Cache-Control": "private"}
+        self._body(h, grant.repo, target, target.stat().st_size, rng, head, base)
+
+    def _body(self, h, repo: str, target: Path, size: int, rng: str, head: bool, base: dict):
+        """The file, or the one range asked for (206), with the faults that apply to bodies."""
         if not rng or repo in self.faults.full_body_repos:
             body = b"" if head else target.read_bytes()
             base["Content-Length"] = str(size)
@@ -267,9 +390,8 @@ class HubEmulator:
             body = fh.read(end - start + 1)
         base["Content-Range"] = f"bytes {start}-{end}/{size}"
         with self._lock:
-            self.counters.per_repo_bytes[repo] = self.counters.per_repo_bytes.get(repo, 0) + len(
-                body
-            )
+            c = self.counters
+            c.per_repo_bytes[repo] = c.per_repo_bytes.get(repo, 0) + (0 if head else len(body))
             drop = self.faults.drop_once_per_repo and repo not in self._dropped and not head
             if drop:
                 self._dropped.add(repo)

@@ -54,7 +54,9 @@ def local_db(small_zoo: Path, tmp_path_factory) -> tuple[Path, set[str]]:
     return db, picked
 
 
-def test_hub_crawl_matches_disk(hub: HubEmulator, local_db, tmp_path: Path) -> None:
+@pytest.mark.parametrize("cdn", [True, False], ids=["cdn", "direct"])
+def test_hub_crawl_matches_disk(hub: HubEmulator, local_db, tmp_path: Path, cdn: bool) -> None:
+    hub.cdn = cdn
     local, picked = local_db
     db = tmp_path / "hub.duckdb"
     report = run_hub(db, endpoint=hub.url, token=False)
@@ -68,26 +70,37 @@ def test_hub_crawl_matches_disk(hub: HubEmulator, local_db, tmp_path: Path) -> N
     assert _families(db) == _families(local)
     for row in models.filter(models["status"] == "ok").iter_rows(named=True):
         repo, n_files = row["location"], len(row["files"])
-        nbytes, nreq = report.per_repo[repo]
-        assert nbytes < 2 * 1024 * 1024, repo
-        assert nbytes <= row["bytes"] + (2048 if n_files > 1 else 0), repo  # never the file twice
-        assert nreq == hub.counters.per_repo_requests[repo] <= request_budget(n_files), repo
+        cost = report.per_repo[repo]
+        assert cost.bytes < 2 * 1024 * 1024, repo
+        assert cost.bytes <= row["bytes"] + (2048 if n_files > 1 else 0), repo  # never twice
+        assert cost.resolver == hub.counters.resolver(repo) <= request_budget(n_files), repo
+        assert cost.cdn == hub.counters.cdn(repo), repo
+        if cdn:  # one resolver request per weight file, and one for a shard index
+            assert cost.resolver == n_files + (n_files > 1), repo
+            assert cost.cdn > 0
+        else:
+            assert cost.cdn == 0
+    assert report.resolver_requests == hub.counters.resolver_requests
+    assert report.cdn_requests == hub.counters.cdn_requests
+    assert report.requests == report.resolver_requests + report.cdn_requests
     assert not any(method == "HEAD" for method, _, _ in hub.counters.log)
     # second run: every sha unchanged, nothing fetched
     hub.reset_counters()
     again = run_hub(db, endpoint=hub.url, token=False)
     assert not again.read and len(again.unchanged) == len(hub.repos)
-    assert all("/resolve/" not in path for _, path, _ in hub.counters.log)
+    assert hub.counters.resolver_requests == hub.counters.cdn_requests == 0
     assert _edges(db) == _edges(local)
 
 
+@pytest.mark.parametrize("cdn", [True, False], ids=["cdn", "direct"])
 @pytest.mark.parametrize("status", [429, 500])
 def test_hub_crawl_under_faults(
-    hub: HubEmulator, local_db, tmp_path: Path, status: int, monkeypatch
+    hub: HubEmulator, local_db, tmp_path: Path, status: int, cdn: bool, monkeypatch
 ) -> None:
     import huggingface_hub.utils._http as hf_http
 
     monkeypatch.setattr(hf_http.time, "sleep", lambda s: None)  # the API client's backoff
+    hub.cdn = cdn
     local, picked = local_db
     hub.faults.every_nth = 5
     hub.faults.status = status
@@ -97,7 +110,41 @@ def test_hub_crawl_under_faults(
     assert set(report.read) == picked and not report.failed
     assert len(read_index(db).models) == len(hub.repos)
     assert _edges(db) == _edges(local)
+    assert _families(db) == _families(local)
     assert hub.dropped >= picked  # every fingerprinted repo saw one dropped connection
+    assert (hub.counters.cdn_requests > 0) == cdn
+
+
+def test_crawl_keeps_the_token_off_the_cdn_and_out_of_logs(
+    hub: HubEmulator, local_db, tmp_path: Path, caplog
+) -> None:
+    """A gated repo read with a token while signed URLs keep expiring: the token goes to
+    the resolver (re-resolves included) and nowhere else, not to the logs either."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    gated = "bytebard/tinyllama-a-instruct-lora"
+    hub.faults.gated_repos.add(gated)
+    hub.faults.cdn_expire_after_requests = 6
+    db = tmp_path / "hub.duckdb"
+    report = run_hub(db, endpoint=hub.url, token=TOKEN, author="bytebard")
+    assert gated in report.read and not report.failed
+    assert hub.counters.expired > 0
+    heads = [p for m, p, _ in hub.counters.log if m == "HEAD" and gated in p]
+    assert heads  # re-resolved, with the token: the repo is gated
+    auth = hub.counters.auth
+    assert any(path.startswith("/cdn/") for path, _ in auth)
+    for path, value in auth:
+        if path.startswith("/cdn/"):
+            assert value == "", path
+        elif gated in path:
+            assert value == f"Bearer {TOKEN}", path
+    assert TOKEN not in caplog.text and TOKEN.encode() not in db.read_bytes()
+    # the same weights as from disk
+    fps = read_index(db).fingerprints
+    with open_checkpoint(hub.repos[gated]) as ckpt:
+        local = fingerprints_frame({f"hub:{gated}": fingerprint(ckpt)})
+    assert fps.filter(fps["model_id"] == f"hub:{gated}").sort("tensor").equals(local.sort("tensor"))
 
 
 def test_hub_models_merge_with_local_ones(hub: HubEmulator, local_db, tmp_path: Path) -> None:
@@ -176,7 +223,7 @@ def test_weights_in_subfolders_are_models_of_their_own(small_zoo: Path, tmp_path
         assert models["hub:org/x"]["declared_base_models"] and not adapter["declared_base_models"]
         assert v2["format"] == "safetensors-sharded" and v2["status"] == "ok"
         # each model keeps to its own request budget
-        assert report.per_repo["org/x"][1] <= request_budget(1) * 2 + request_budget(2)
+        assert report.per_repo["org/x"].resolver == 1 + 1 + 3  # 1 file, 1 file, 2 shards + index
         # the same weights as read from disk
         fps = read_index(db).fingerprints
         with open_checkpoint(repo / "adapter") as ckpt:
@@ -188,7 +235,7 @@ def test_weights_in_subfolders_are_models_of_their_own(small_zoo: Path, tmp_path
         emu.reset_counters()
         again = run_hub(db, endpoint=emu.url, token=False)
         assert again.unchanged == ["org/x"] and not again.read
-        assert not any("/resolve/" in path for _, path, _ in emu.counters.log)
+        assert emu.counters.resolver_requests == emu.counters.cdn_requests == 0
         assert len(read_index(db).models) == 3
 
         # the adapter is deleted in a new commit: its model leaves the index
