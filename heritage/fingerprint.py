@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import numpy as np
@@ -20,10 +20,14 @@ import numpy as np
 from heritage.formats.checkpoint import Checkpoint, RowSample, TensorInfo
 from heritage.formats.dtypes import DTYPES
 
-# 32 rows x 128 columns = 4,096 float32 values (16 KB) per matrix: a 7B Llama (226 matrices)
-# fits in 3.7 MB.
+# 32 rows x 128 columns = 4,096 float32 values (16 KB) per matrix. Past 800,000 sampled values
+# (large models: many matrices) every matrix gets fewer rows, so any model's sample is at
+# most 3.1 MB as float32 and 1.5 MB read from bf16 weights: a 7B Llama samples 27 rows per
+# matrix, a 70B one 10.
 DEFAULT_ROWS = 32
 DEFAULT_COLS = 128
+DEFAULT_MAX_ENTRIES = 800_000
+MIN_ROWS = 8
 _UNIVERSE_BITS = 20  # row stream covers [0, 2**20): vocabularies up to a million rows
 _CHUNK = 1 << 16
 
@@ -32,10 +36,32 @@ _CHUNK = 1 << 16
 class FingerprintSettings:
     rows: int = DEFAULT_ROWS
     cols: int = DEFAULT_COLS
+    max_entries: int = DEFAULT_MAX_ENTRIES  # sampled values per model, at most (>= MIN_ROWS)
 
     def __post_init__(self) -> None:
-        if self.rows < 1 or self.cols < 1:
-            raise ValueError("fingerprint rows and cols must be positive")
+        if self.rows < 1 or self.cols < 1 or self.max_entries < 1:
+            raise ValueError("fingerprint rows, cols and max_entries must be positive")
+
+    def for_tensors(self, tensors: Iterable[TensorInfo]) -> FingerprintSettings:
+        """These settings with as many rows per matrix as fit ``max_entries`` for this listing.
+
+        Depends only on the listing, so every model of an architecture gets the same rows;
+        fewer rows are a prefix of the same row stream, so they stay comparable with prints
+        taken with more.
+        """
+        tensors = list(tensors)
+
+        def fits(rows: int) -> bool:
+            trial = replace(self, rows=rows)
+            return sum(_plan_entries(t, trial) for t in tensors) <= self.max_entries
+
+        if self.rows <= MIN_ROWS or fits(self.rows):
+            return self
+        lo, hi = MIN_ROWS, self.rows - 1  # the most rows that fit, by bisection
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+        return replace(self, rows=lo)
 
 
 @dataclass
@@ -127,20 +153,22 @@ def sample_plan(t: TensorInfo, settings: FingerprintSettings) -> RowSample:
     return RowSample(list(rows), (offset, offset + span))
 
 
+def _plan_entries(t: TensorInfo, settings: FingerprintSettings) -> int:
+    """How many values ``sample_plan`` takes from a tensor, without drawing its rows."""
+    shape = t.shape if t.shape else (1,)
+    if len(shape) == 1:
+        return min(shape[0], settings.cols)
+    n_rows = shape[0] if shape[0] <= settings.rows * SMALL_TENSOR_FACTOR else settings.rows
+    return n_rows * min(math.prod(shape[1:]), settings.cols)
+
+
 def fingerprint_nbytes(
     tensors: Iterable[TensorInfo], settings: FingerprintSettings | None = None
 ) -> int:
     """Bytes of sampled values a fingerprint of these tensors holds, known from the listing."""
-    settings = settings or FingerprintSettings()
-    total = 0
-    for t in tensors:
-        p = sample_plan(t, settings)
-        total += (
-            len(p.rows) * (p.cols[1] - p.cols[0]) * 4
-            if len(t.shape) > 1
-            else (p.cols[1] - p.cols[0]) * 4
-        )
-    return total
+    tensors = list(tensors)
+    settings = (settings or FingerprintSettings()).for_tensors(tensors)
+    return sum(_plan_entries(t, settings) for t in tensors) * 4
 
 
 def tensor_stats(values: np.ndarray) -> dict[str, float]:
@@ -165,7 +193,7 @@ def tensor_stats(values: np.ndarray) -> dict[str, float]:
 
 def fingerprint(ckpt: Checkpoint, settings: FingerprintSettings | None = None) -> Fingerprint:
     """Read the sampled entries of every tensor (one batched, coalesced read) and summarise."""
-    settings = settings or FingerprintSettings()
+    settings = (settings or FingerprintSettings()).for_tensors(ckpt.tensors)
     plans = {t.name: sample_plan(t, settings) for t in ckpt.tensors}
     shaped = {}
     for t in ckpt.tensors:

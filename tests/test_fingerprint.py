@@ -65,3 +65,18 @@ def test_fingerprint_samples_match_the_weights(tmp_path):
     v = tp.values.astype(np.float64).ravel()
     assert abs(tp.stats["std"] - v.std()) < 1e-9
     assert abs(tp.stats["rms"] - np.sqrt((v**2).mean())) < 1e-9
+
+
+def test_larger_models_sample_fewer_rows_from_the_same_stream():
+    big = llama_listing(80, 8192, 28672, 32000)  # 70B
+    assert sum(t.n_params for t in big) > 6.5e10
+    settings = FingerprintSettings().for_tensors(big)
+    assert 8 <= settings.rows < FingerprintSettings().rows
+    assert fingerprint_nbytes(big) <= 4 * settings.max_entries
+    # fewer rows are a prefix of the same stream: still comparable with a full print
+    t = big[1]
+    few, full = sample_plan(t, settings), sample_plan(t, FingerprintSettings())
+    assert set(few.rows) < set(full.rows) and few.cols == full.cols
+    # a small model keeps the full sample
+    small = llama_listing(4, 1024, 2816, 32000)  # ~0.3B
+    assert FingerprintSettings().for_tensors(small).rows == 32
