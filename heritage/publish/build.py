@@ -15,6 +15,7 @@ import fcntl
 import json
 import os
 import shutil
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -35,7 +36,17 @@ from heritage.publish.exports import EXPORT_FORMATS, export_path, family_exports
 from heritage.publish.markdown import render_markdown
 from heritage.publish.tree import family_pages
 
-SITE_DIR = Path(__file__).resolve().parents[2] / "site"  # templates/ and static/
+
+def site_dir(module: Path = Path(__file__), prefix: Path = Path(sys.prefix)) -> Path:
+    """The templates/ and static/ folders: beside the package in a checkout, or where the
+    wheel installs them (``<prefix>/share/model-heritage/site``, see pyproject.toml)."""
+    checkout = module.resolve().parents[2] / "site"
+    if (checkout / "templates").is_dir():
+        return checkout
+    return prefix / "share" / "model-heritage" / "site"
+
+
+SITE_DIR = site_dir()
 MARKER = ".heritage-site"  # marks a folder as a published site that may be replaced
 RECENT = 8  # models listed as recently added on the home page
 AGREEMENT_TEXT = {  # one sentence per declared_vs_inferred status

@@ -385,3 +385,39 @@ def test_publish_hook_uses_the_environment(
     monkeypatch.setenv("HERITAGE_SITE_DIR", str(tmp_path / "hooked"))
     result = publish_hook(str(hostile_db), {"status": "ok"})
     assert result["n_models"] == 7 and (tmp_path / "hooked" / "models.html").is_file()
+
+
+def test_site_files_ship_in_the_wheel_and_are_found_there(tmp_path):
+    """Every template and asset is listed in pyproject's data-files; installed, the
+    renderer finds them under <prefix>/share/model-heritage/site."""
+    import fnmatch
+    import tomllib
+
+    from heritage.publish.build import site_dir
+
+    root = Path(__file__).resolve().parents[2]
+    data_files = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "data-files"
+    ]
+    patterns = [p for globs in data_files.values() for p in globs]
+    shipped = [
+        f.relative_to(root).as_posix()
+        for f in (root / "site").rglob("*")
+        if f.is_file() and not f.name.startswith(".")
+    ]
+
+    def listed(f: str) -> bool:  # setuptools' globs do not descend into subfolders
+        folder, name = f.rsplit("/", 1)
+        return any(
+            p.rsplit("/", 1)[0] == folder and fnmatch.fnmatch(name, p.rsplit("/", 1)[1])
+            for p in patterns
+        )
+
+    assert shipped and all(listed(f) for f in shipped), [f for f in shipped if not listed(f)]
+    for target, globs in data_files.items():
+        assert target.startswith("share/model-heritage/site/")
+        assert all(g.startswith("site/" + target.rsplit("/", 1)[1] + "/") for g in globs)
+    # outside a checkout the renderer looks where the wheel put them
+    module = tmp_path / "lib" / "heritage" / "publish" / "build.py"
+    assert site_dir(module, tmp_path) == tmp_path / "share" / "model-heritage" / "site"
+    assert site_dir() == root / "site"
