@@ -5,7 +5,8 @@ Thin wiring only: every step calls a plain function of :mod:`heritage.crawl` or
 :mod:`heritage.sources`. The mapped fingerprint tasks run on a thread pool bounded by
 ``workers``, or on an existing Dask cluster when ``dask_address`` is given; each retries
 twice on unexpected errors, and a model that still fails is recorded as ``failed`` while
-the run goes on. The index is written once, atomically, at the end of the run.
+the run goes on. The index is written once, atomically, at the end of the run; until then
+each finished read is kept in ``<db>.journal/`` so a killed run's rerun does not redo it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from heritage.crawl import (
     read_model,
 )
 from heritage.crawl.assemble import utcnow
+from heritage.crawl.journal import Journal
 from heritage.crawl.progress import current
 from heritage.crawl.run import DEFAULT_WORKERS, log_discovery, log_plan, new_run_id
 from heritage.index import IndexData, read_index, write_index
@@ -137,9 +139,16 @@ def publish(report: RunReport, publish_hook: str | None) -> None:
 
 
 def fingerprint_all(
-    items: Sequence[WorkItem], workers: int, dask_address: str | None
+    items: Sequence[WorkItem],
+    workers: int,
+    dask_address: str | None,
+    journal: Journal | None = None,
 ) -> dict[str, ReadResult]:
-    """Run the mapped fingerprint tasks; a task that still fails after retries fails its model."""
+    """Run the mapped fingerprint tasks; a task that still fails after retries fails its model.
+
+    Results are saved to ``journal`` here, in the flow's process, as tasks finish: a Dask
+    worker may not see the index's folder.
+    """
     progress = current()
     progress.start_reading(len(items))
     results: dict[str, ReadResult] = {}
@@ -157,6 +166,9 @@ def fingerprint_all(
             except Exception as exc:
                 result = failed(item, exc)
                 logger.warning("failed %s", result.error)
+            else:
+                if journal is not None:
+                    journal.record(item, result)
             results[item.model_id] = result
             progress.model_done(item.model_id)
     return results
@@ -183,11 +195,16 @@ def index_local(
         previous = read_index(db_path)
         discovery = discover_models(paths)
         plan = plan_models(discovery, previous, full)
-        results = fingerprint_all(plan.work(), workers, dask_address)
+        journal = Journal(db_path)
+        if full:
+            journal.clear()
+        results, todo = journal.split(plan.work())
+        results.update(fingerprint_all(todo, workers, dask_address, journal))
         draft = store_models(plan, results, previous, run, len(discovery.skipped))
         data, report = recompute_lineage(draft, previous)
         report.db = str(db_path)
         write_db(str(db_path), data)
+        journal.clear()
     publish(report, publish_hook)
     get_run_logger().info("%s", report.summary_line())
     return report.to_dict()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from heritage.crawl.assemble import RunInfo, RunReport, assemble, utcnow
+from heritage.crawl.journal import Journal
 from heritage.crawl.plan import Plan, WorkItem, plan_run
 from heritage.crawl.progress import current
 from heritage.crawl.read import ReadResult, failed, read_model
@@ -98,8 +99,16 @@ def new_run_id() -> str:
     return uuid.uuid4().hex
 
 
-def read_all(items: Sequence[WorkItem], workers: int = DEFAULT_WORKERS) -> dict[str, ReadResult]:
-    """Read models on a thread pool; an unexpected exception fails that model only."""
+def read_all(
+    items: Sequence[WorkItem],
+    workers: int = DEFAULT_WORKERS,
+    journal: Journal | None = None,
+) -> dict[str, ReadResult]:
+    """Read models on a thread pool; an unexpected exception fails that model only.
+
+    Each result read is saved to ``journal`` as it finishes (not the failures made here
+    from exceptions: they may be transient and deserve another try).
+    """
     progress = current()
     progress.start_reading(len(items))
     results: dict[str, ReadResult] = {}
@@ -111,6 +120,9 @@ def read_all(items: Sequence[WorkItem], workers: int = DEFAULT_WORKERS) -> dict[
                 result = fut.result()
             except Exception as exc:  # a reader bug or I/O error: the model fails, the run goes on
                 result = failed(item, exc)
+            else:
+                if journal is not None:
+                    journal.record(item, result)
             log_result(result, log)
             results[item.model_id] = result
             progress.model_done(item.model_id)
@@ -134,10 +146,15 @@ def run_index(
         log_discovery(discovery, log)
         plan = plan_run(discovery, previous, full=full)
         log_plan(plan, log)
-        results = read_all(plan.work(), workers)
+        journal = Journal(db)
+        if full:
+            journal.clear()
+        results, todo = journal.split(plan.work())
+        results.update(read_all(todo, workers, journal))
         data, report = assemble(plan, results, previous, run, len(discovery.skipped))
         report.db = str(db)
         write_index(db, data)
+        journal.clear()
     if publish_hook:
         load_hook(publish_hook)(os.fspath(db), report.to_dict())
     return report

@@ -58,3 +58,4 @@ def test_sigkill_during_fingerprinting_then_rerun_equals_clean_run(
     index_local(paths=[str(root)], db=str(clean), workers=2)
     assert_same_index(db, clean, ignore_indexed_at=True)
     assert read_index(db).runs.height == 1 and last_run(db)["n_added"] == 46
+    assert not db.with_name(db.name + ".journal").exists()  # deleted after the write
