@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import networkx as nx
@@ -328,7 +328,7 @@ def _solve_trees(
         second = trials[1][0] if len(trials) > 1 else None
         # consistency differences of a few percent are decisive
         root_conf = 1.0 if second is None else _logistic((score - second) / 0.02)
-        edges = _arborescence(x, prob, root, settings)
+        edges = _arborescence(prob, root, settings)
         edges = _split_sweeps(prob.dist, edges, settings)
         edges = _skip_detours(prob.dist, edges, settings)
         edges = _split_twins(models, prob.dist, edges, settings)
@@ -340,7 +340,7 @@ def _solve_trees(
 
 
 def _arborescence(
-    x: np.ndarray, prob: _TreeProblem, root: int, settings: LineageSettings
+    prob: _TreeProblem, root: int, settings: LineageSettings
 ) -> list[tuple[int, int]]:
     """Minimum spanning arborescence from ``root`` over the candidate pairs.
 
@@ -673,6 +673,26 @@ def _progress_tree(
     return sorted(edges)
 
 
+def _regraft(
+    edges: list[tuple[int, int]], to_grandparent: Callable[[int, int, int], bool]
+) -> list[tuple[int, int]]:
+    """Walk a forest top-down; a child c of p goes to p's (current) parent gp when
+    ``to_grandparent(gp, p, c)``. Top-down, so a run of such steps collapses to a fan."""
+    parent = {c: p for p, c in edges}
+    children: dict[int, list[int]] = {}
+    for p, c in edges:
+        children.setdefault(p, []).append(c)
+    queue = deque(sorted(p for p in children if p not in parent))
+    while queue:
+        p = queue.popleft()
+        for c in sorted(children.get(p, [])):
+            gp = parent.get(p)
+            if gp is not None and to_grandparent(gp, p, c):
+                parent[c] = gp
+            queue.append(c)
+    return sorted((p, c) for c, p in parent.items())
+
+
 def _split_sweeps(
     dist: _Distances, edges: list[tuple[int, int]], settings: LineageSettings
 ) -> list[tuple[int, int]]:
@@ -685,24 +705,16 @@ def _split_sweeps(
     longer than the whole previous edge (ratio above ``sweep_ratio``) is read as a
     sibling trained harder. Processed top-down, so a whole sweep collapses to a fan.
     """
-    parent = {c: p for p, c in edges}
-    children: dict[int, list[int]] = {}
-    for p, c in edges:
-        children.setdefault(p, []).append(c)
-    queue = deque(sorted(p for p in children if p not in parent))
-    while queue:
-        p = queue.popleft()
-        for c in sorted(children.get(p, [])):
-            gp = parent.get(p)
-            if gp is not None:
-                d1, d2 = dist(gp, p), dist(p, c)
-                if d1 > 0 and d2 > 0:
-                    # law of cosines: the angle between the two steps from three distances
-                    cosine = (dist(gp, c) ** 2 - d1 * d1 - d2 * d2) / (2 * d1 * d2)
-                    if cosine > settings.sweep_cosine and d2 > settings.sweep_ratio * d1:
-                        parent[c] = gp
-            queue.append(c)
-    return sorted((p, c) for c, p in parent.items())
+
+    def sibling(gp: int, p: int, c: int) -> bool:
+        d1, d2 = dist(gp, p), dist(p, c)
+        if d1 <= 0 or d2 <= 0:
+            return False
+        # law of cosines: the angle between the two steps from three distances
+        cosine = (dist(gp, c) ** 2 - d1 * d1 - d2 * d2) / (2 * d1 * d2)
+        return cosine > settings.sweep_cosine and d2 > settings.sweep_ratio * d1
+
+    return _regraft(edges, sibling)
 
 
 def _skip_detours(
@@ -717,21 +729,9 @@ def _skip_detours(
     margin of true intermediates was 4-40% of the grandparent-parent distance and that
     of most false ones under 3%; below ``detour_ratio`` the child goes to the grandparent.
     """
-    parent = {c: p for p, c in edges}
-    children: dict[int, list[int]] = {}
-    for p, c in edges:
-        children.setdefault(p, []).append(c)
-    queue = deque(sorted(p for p in children if p not in parent))
-    while queue:
-        p = queue.popleft()
-        for c in sorted(children.get(p, [])):
-            gp = parent.get(p)
-            if gp is not None and parent.get(c) == p:
-                detour = dist(gp, c) - dist(p, c)
-                if detour < settings.detour_ratio * dist(gp, p):
-                    parent[c] = gp
-            queue.append(c)
-    return sorted((p, c) for c, p in parent.items())
+    return _regraft(
+        edges, lambda gp, p, c: dist(gp, c) - dist(p, c) < settings.detour_ratio * dist(gp, p)
+    )
 
 
 def _delta_focus(a: Fingerprint, b: Fingerprint) -> float:
@@ -776,19 +776,23 @@ def _split_twins(
     parent = {c: p for p, c in edges}
     if len(edges) < 3:
         return edges
+    focus: dict[tuple[int, int], float] = {}
+
+    def focus_of(p: int, c: int) -> float:  # one SVD per edge, shared by sample and test
+        if (p, c) not in focus:
+            focus[p, c] = _delta_focus(models[p].fingerprint, models[c].fingerprint)
+        return focus[p, c]
+
     sample = sorted(edges)[:: max(1, len(edges) // 32)]
-    typical = float(
-        np.median([_delta_focus(models[p].fingerprint, models[c].fingerprint) for p, c in sample])
-    )
+    typical = float(np.median([focus_of(p, c) for p, c in sample]))
     for p, c in sorted(edges):
         gp = parent.get(p)
-        if gp is None or parent.get(c) != p:
+        if gp is None:
             continue
         d_gp_p, d_gp_c, d_p_c = dist(gp, p), dist(gp, c), dist(p, c)
         if abs(d_gp_c - d_gp_p) >= settings.pair_isosceles * d_gp_p or d_p_c >= d_gp_p:
             continue
-        focus = _delta_focus(models[p].fingerprint, models[c].fingerprint)
-        if focus < settings.pair_focus * typical:
+        if focus_of(p, c) < settings.pair_focus * typical:
             parent[c] = gp
     return sorted((p, c) for c, p in parent.items())
 
