@@ -46,6 +46,14 @@ def entries(db: Path) -> list[Path]:
     )
 
 
+def assert_like_a_clean_run(db: Path, models: Path, tmp_path: Path) -> None:
+    """The resumed index equals a clean run's, and the journal is gone."""
+    clean = tmp_path / "clean.duckdb"
+    run_index([models], clean, workers=2)
+    assert_same_index(db, clean, ignore_indexed_at=True)
+    assert not journal_dir(db).exists()
+
+
 @pytest.fixture
 def opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Paths of every checkpoint the reader opens."""
@@ -163,10 +171,7 @@ def test_corrupt_entry_is_ignored_with_a_warning_and_reread(
     assert len(warnings) == 2 and all("\n" not in w for w in warnings)
     assert any(torn.name in w for w in warnings) and any(flipped.name in w for w in warnings)
     assert any("checksum" in w for w in warnings)
-    clean = tmp_path / "clean.duckdb"
-    run_index([some_models], clean, workers=2)
-    assert_same_index(db, clean, ignore_indexed_at=True)
-    assert not journal_dir(db).exists()
+    assert_like_a_clean_run(db, some_models, tmp_path)
 
 
 def test_changed_file_invalidates_its_entry(
@@ -186,10 +191,7 @@ def test_changed_file_invalidates_its_entry(
 
     run_index([some_models], db, workers=2)
     assert sorted(opened) == sorted({str(touched), str(grown)})
-    clean = tmp_path / "clean.duckdb"
-    run_index([some_models], clean, workers=2)
-    assert_same_index(db, clean, ignore_indexed_at=True)
-    assert not journal_dir(db).exists()
+    assert_like_a_clean_run(db, some_models, tmp_path)
 
 
 def test_full_ignores_the_journal(

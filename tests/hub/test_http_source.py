@@ -377,19 +377,22 @@ def test_weight_files() -> None:
     assert weight_files(["README.md"]) == ("none", [])
 
 
+def _fingerprint_llm(emu: HubEmulator, repo: str = "bigco/llm"):
+    """Fingerprint a sparse LLM through the emulator: (repo, checkpoint, BF16 sample
+    bytes the fingerprint needs, bytes the emulator served)."""
+    ckpt = open_remote(emu.url, repo, "main", emu.files(repo), session=get_session(), headers={})
+    fp = fingerprint(ckpt)
+    needed = sum(t.values.size for t in fp.tensors.values()) * 2  # BF16 samples
+    return repo, ckpt, needed, emu.counters.per_repo_bytes[repo]
+
+
 def test_large_sharded_model_keeps_to_the_byte_cap(tmp_path: Path) -> None:
     """Served directly, rows megabytes apart are not merged to save requests: bytes win."""
     size = sparse_llm(tmp_path / "bigco" / "llm", layers=6, shards=3)
     assert size > 2 * 1024**3
     emu = HubEmulator(tmp_path, cdn=False).start()
     try:
-        repo = "bigco/llm"
-        ckpt = open_remote(
-            emu.url, repo, "main", emu.files(repo), session=get_session(), headers={}
-        )
-        fp = fingerprint(ckpt)
-        needed = sum(t.values.size for t in fp.tensors.values()) * 2  # BF16 samples
-        served = emu.counters.per_repo_bytes[repo]
+        repo, ckpt, needed, served = _fingerprint_llm(emu)
         assert served < 2 * 1024 * 1024 and served < size / 100
         overhead = len(raw_index(tmp_path / repo)) + 3 * 64 * 1024  # index + header reads
         assert served - needed - overhead <= MAX_EXTRA_BYTES
@@ -403,13 +406,7 @@ def test_7b_model_through_the_cdn(tmp_path: Path) -> None:
     size = sparse_llm(tmp_path / "bigco" / "llm")
     emu = HubEmulator(tmp_path).start()
     try:
-        repo = "bigco/llm"
-        ckpt = open_remote(
-            emu.url, repo, "main", emu.files(repo), session=get_session(), headers={}
-        )
-        fp = fingerprint(ckpt)
-        needed = sum(t.values.size for t in fp.tensors.values()) * 2  # BF16 samples
-        served = emu.counters.per_repo_bytes[repo]
+        repo, ckpt, needed, served = _fingerprint_llm(emu)
         assert served == ckpt.bytes_read
         assert served < 2 * 1024 * 1024 and served < size / 100
         # the samples, the index, three header probes, and nothing merged in between
