@@ -12,11 +12,13 @@ Everything here is a plain function of fingerprints (numpy arrays); no I/O. The 
    fixes which way training-progress statistics (per-tensor RMS, kurtosis, spread,
    spectrum) move, every model takes as parent its nearest less-trained model, and the
    root whose tree moves the statistics (and creation times, when known) most
-   consistently wins;
+   consistently wins, unless its tree needs a model whose children leave it in
+   opposite directions;
 6. from that root, the tree is a minimum spanning arborescence over each model's nearest
    neighbours, an edge costing its distance plus a penalty for running against the
-   progress order; sweep siblings that look like a chain are split back, and a model
-   about as close to its grandparent as to its parent is given to the grandparent.
+   progress order; a model lying between two of its children gives its place to one of
+   them, sweep siblings that look like a chain are split back, and a model about as
+   close to its grandparent as to its parent is given to the grandparent.
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ class LineageSettings:
     detour_ratio: float = 0.05  # a child nearly as close to its grandparent belongs to it
     pair_isosceles: float = 0.1  # a short step back to the same distance from the grandparent...
     pair_focus: float = 0.85  # ...with a change this much less focused than the family's: a twin
+    opposed_cosine: float = -0.5  # two children of one parent never point opposite ways...
+    opposed_weight: float = 0.1  # ...a root whose tree needs that loses this much per case
 
 
 @dataclass
@@ -329,6 +333,7 @@ def _solve_trees(
         # consistency differences of a few percent are decisive
         root_conf = 1.0 if second is None else _logistic((score - second) / 0.02)
         edges = _arborescence(prob, root, settings)
+        edges = _lift_opposed(prob, root, edges, settings)
         edges = _split_sweeps(prob.dist, edges, settings)
         edges = _skip_detours(prob.dist, edges, settings)
         edges = _split_twins(models, prob.dist, edges, settings)
@@ -339,18 +344,17 @@ def _solve_trees(
             _edge(graph, models, parent, child, "finetune", conf, d)
 
 
-def _arborescence(
+def _order_cost(
     prob: _TreeProblem, root: int, settings: LineageSettings
-) -> list[tuple[int, int]]:
-    """Minimum spanning arborescence from ``root`` over the candidate pairs.
+) -> tuple[dict[tuple[int, int], float], Callable[[int, int], float]]:
+    """Candidate pairs and the cost of an edge u -> v for trees rooted at ``root``.
 
     An edge costs its distance plus, when it runs against the training-progress order
     learned for this root, a penalty growing with how far against it runs (in units of
-    the family's median distance); no edge may enter the root.
+    the family's median candidate distance).
     """
-    nodes = prob.nodes
-    pi = _progress_order(prob.stats, nodes, root)
-    pos = {v: k for k, v in enumerate(nodes)}
+    pi = _progress_order(prob.stats, prob.nodes, root)
+    pos = {v: k for k, v in enumerate(prob.nodes)}
     candidates: dict[tuple[int, int], float] = {}
     for v, near in prob.near.items():  # each node's nearest: n * k edges
         for d, u in near[: settings.k_neighbours]:
@@ -358,14 +362,26 @@ def _arborescence(
     for i, j, data in prob.spanning.edges(data=True):  # keeps the candidates connected
         candidates.setdefault((min(i, j), max(i, j)), data["distance"])
     scale = float(np.median(list(candidates.values()))) if candidates else 1.0
+
+    def cost(u: int, v: int) -> float:
+        behind = max(0.0, float(pi[pos[u]] - pi[pos[v]]))
+        return prob.dist(u, v) + settings.order_penalty * scale * behind
+
+    return candidates, cost
+
+
+def _arborescence(
+    prob: _TreeProblem, root: int, settings: LineageSettings
+) -> list[tuple[int, int]]:
+    """Minimum spanning arborescence from ``root`` over the candidate pairs, edges costed
+    by ``_order_cost``; no edge may enter the root."""
+    candidates, cost = _order_cost(prob, root, settings)
     g = nx.DiGraph()
-    g.add_nodes_from(nodes)
-    for (i, j), d in sorted(candidates.items()):
+    g.add_nodes_from(prob.nodes)
+    for i, j in sorted(candidates):
         for u, v in ((i, j), (j, i)):
-            if v == root:
-                continue
-            behind = max(0.0, float(pi[pos[u]] - pi[pos[v]]))
-            g.add_edge(u, v, cost=d + settings.order_penalty * scale * behind)
+            if v != root:
+                g.add_edge(u, v, cost=cost(u, v))
     tree = nx.minimum_spanning_arborescence(g, attr="cost", preserve_attrs=False)
     return sorted(tree.edges())
 
@@ -626,8 +642,70 @@ def _root_trials(
             fanned = _split_sweeps(prob.dist, edges, settings)
             score += settings.fan_weight * _tree_consistency(models, stats, nodes, fanned, settings)
         score += settings.spanning_weight * float(ranked[pos[r]]) / top
+        if settings.opposed_weight:
+            score -= settings.opposed_weight * _opposed_children(prob.dist, edges, settings)
         trials.append((score, r, edges))
     return sorted(trials, key=lambda t: (-t[0], t[1]))
+
+
+def _lift_opposed(
+    prob: _TreeProblem, root: int, edges: list[tuple[int, int]], settings: LineageSettings
+) -> list[tuple[int, int]]:
+    """A model whose children leave it in opposite directions lies between them, so one
+    of those children is really its parent: lift the cheapest such child into its place
+    (gp -> a -> p instead of gp -> p -> a) while that removes opposed pairs."""
+    _, cost = _order_cost(prob, root, settings)
+    dist = prob.dist
+    parent = {c: p for p, c in edges}
+    count = _opposed_children(dist, edges, settings)
+    for _ in range(len(edges)):
+        best = None
+        for p, a, b in _opposed_pairs(dist, sorted((p, c) for c, p in parent.items()), settings):
+            gp = parent.get(p)
+            if gp is None:
+                continue
+            for v in (a, b):
+                delta = cost(gp, v) + cost(v, p) - cost(gp, p) - cost(p, v)
+                if best is None or (delta, v) < best[:2]:
+                    best = (delta, v, gp, p)
+        if best is None:
+            break
+        _, a, gp, p = best
+        trial = dict(parent)
+        trial[a], trial[p] = gp, a
+        new_edges = sorted((q, c) for c, q in trial.items())
+        new_count = _opposed_children(dist, new_edges, settings)
+        if new_count >= count:
+            break
+        parent, count = trial, new_count
+    return sorted((p, c) for c, p in parent.items())
+
+
+def _opposed_pairs(
+    dist: _Distances, edges: list[tuple[int, int]], settings: LineageSettings
+) -> list[tuple[int, int, int]]:
+    """(parent, child, child) wherever two children of one parent leave it in opposite
+    directions (cosine below ``opposed_cosine``); siblings on the zoos never go below -0.3."""
+    kids: dict[int, list[int]] = {}
+    for p, c in edges:
+        kids.setdefault(p, []).append(c)
+    out = []
+    for p in sorted(kids):
+        cs = sorted(kids[p])
+        for i, a in enumerate(cs):
+            for b in cs[i + 1 :]:
+                da, db = dist(p, a), dist(p, b)
+                if da > 0 and db > 0:
+                    cosine = (da * da + db * db - dist(a, b) ** 2) / (2 * da * db)
+                    if cosine < settings.opposed_cosine:
+                        out.append((p, a, b))
+    return out
+
+
+def _opposed_children(
+    dist: _Distances, edges: list[tuple[int, int]], settings: LineageSettings
+) -> int:
+    return len(_opposed_pairs(dist, edges, settings))
 
 
 def _progress_order(stats: np.ndarray, nodes: list[int], root: int) -> np.ndarray:

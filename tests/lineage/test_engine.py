@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 
 from heritage.lineage import LineageSettings, ModelInput, recover_lineage
-from heritage.lineage.engine import _delta_focus, _Distances, _skip_detours, _split_twins
+import networkx as nx
+
+from heritage.lineage.engine import (
+    _delta_focus,
+    _Distances,
+    _lift_opposed,
+    _skip_detours,
+    _split_twins,
+    _TreeProblem,
+)
 from tests.lineage.synthetic import average, bf16, finetune, int8, make, root
 
 
@@ -130,6 +139,41 @@ def test_a_sibling_that_took_a_small_step_does_not_adopt_the_others():
     # a real intermediate: its child moved on from it, three times as far
     x2 = np.stack([base, small, small + 0.3 * w])
     assert _skip_detours(_Distances(x2, {}), chained, LineageSettings()) == chained
+
+
+def test_a_model_between_two_of_its_children_gives_its_place_to_one():
+    """A sweep that partly undoes its parent's fine-tune ends nearer the base than the
+    parent does; the base then adopts the smallest sweep step, which looks like the
+    parent of both the real parent and the next step (children in opposite directions)."""
+    rng = np.random.default_rng(1)
+    dims = 4000
+    u, w = (v / np.linalg.norm(v) for v in rng.standard_normal((2, dims)))
+    base = np.zeros(dims)
+    domain = base + u
+    step1 = domain + 0.3 * w - 0.1 * u  # the sweep drifts back towards the base
+    step2 = domain + 0.7 * w - 0.2 * u
+    assert np.linalg.norm(step1 - base) < np.linalg.norm(domain - base)  # the trap
+
+    def problem(*points: np.ndarray) -> _TreeProblem:
+        n = len(points)
+        return _TreeProblem(
+            nodes=list(range(n)),
+            pairs={},
+            spanning=nx.empty_graph(n),
+            stats=np.zeros((n, 0)),  # no progress statistics: costs are distances
+            near={},
+            dist=_Distances(np.stack(points), {}),
+        )
+
+    prob = problem(base, domain, step1, step2)
+    trapped = [(0, 2), (2, 1), (2, 3)]
+    assert _lift_opposed(prob, 0, trapped, LineageSettings()) == [(0, 1), (1, 2), (2, 3)]
+    off = LineageSettings(opposed_cosine=-1.1)
+    assert _lift_opposed(prob, 0, trapped, off) == trapped
+    # children that leave in different but not opposite directions are left alone
+    fan = [(0, 1), (1, 2), (1, 3)]
+    other = problem(base, domain, step1, domain + 0.7 * np.roll(w, 1))
+    assert _lift_opposed(other, 0, fan, LineageSettings()) == fan
 
 
 def test_twins_of_one_recipe_are_split_but_a_focused_step_is_kept():
