@@ -68,6 +68,7 @@ class LineageSettings:
     pair_focus: float = 0.85  # ...with a change this much less focused than the family's: a twin
     opposed_cosine: float = -0.5  # two children of one parent never point opposite ways...
     opposed_weight: float = 0.1  # ...a root whose tree needs that loses this much per case
+    sweep_line: float = 0.7  # a child in line with a sibling (cosine) is one of a sweep
 
 
 @dataclass
@@ -806,9 +807,27 @@ def _skip_detours(
     then farther from the child than the parent is by a clear margin. On the zoos the
     margin of true intermediates was 4-40% of the grandparent-parent distance and that
     of most false ones under 3%; below ``detour_ratio`` the child goes to the grandparent.
+    A child in line with a sibling (cosine above ``sweep_line`` seen from the parent) is
+    one of a sweep and stays, however near the grandparent a large step took it.
     """
+    kids: dict[int, list[int]] = {}
+    for p, c in edges:
+        kids.setdefault(p, []).append(c)
+
+    def in_sweep(p: int, c: int) -> bool:
+        d_pc = dist(p, c)
+        for k in kids[p]:
+            d_pk = dist(p, k)
+            if k != c and d_pc > 0 and d_pk > 0:
+                cosine = (d_pc * d_pc + d_pk * d_pk - dist(c, k) ** 2) / (2 * d_pc * d_pk)
+                if cosine > settings.sweep_line:
+                    return True
+        return False
+
     return _regraft(
-        edges, lambda gp, p, c: dist(gp, c) - dist(p, c) < settings.detour_ratio * dist(gp, p)
+        edges,
+        lambda gp, p, c: dist(gp, c) - dist(p, c) < settings.detour_ratio * dist(gp, p)
+        and not in_sweep(p, c),
     )
 
 

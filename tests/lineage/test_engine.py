@@ -141,6 +141,20 @@ def test_a_sibling_that_took_a_small_step_does_not_adopt_the_others():
     assert _skip_detours(_Distances(x2, {}), chained, LineageSettings()) == chained
 
 
+def test_a_large_sweep_step_that_drifted_back_stays_with_its_sweep():
+    """A sweep that partly undoes its parent's fine-tune: its largest step ends nearer
+    the base than its parent, yet it is in line with its sibling, so it stays."""
+    rng = np.random.default_rng(2)
+    u, w = (v / np.linalg.norm(v) for v in rng.standard_normal((2, 4000)))
+    base, domain = np.zeros(4000), u
+    x = np.stack([base, domain, domain + 0.6 * w - 0.24 * u, domain + 1.5 * w - 0.6 * u])
+    assert np.linalg.norm(x[3] - base) < np.linalg.norm(x[3] - domain)  # the trap
+    tree = [(0, 1), (1, 2), (1, 3)]
+    assert _skip_detours(_Distances(x, {}), tree, LineageSettings()) == tree
+    off = LineageSettings(sweep_line=1.1)
+    assert _skip_detours(_Distances(x, {}), tree, off) == [(0, 1), (0, 3), (1, 2)]
+
+
 def test_a_model_between_two_of_its_children_gives_its_place_to_one():
     """A sweep that partly undoes its parent's fine-tune ends nearer the base than the
     parent does; the base then adopts the smallest sweep step, which looks like the
