@@ -68,7 +68,7 @@ class LineageSettings:
     pair_focus: float = 0.85  # ...with a change this much less focused than the family's: a twin
     opposed_cosine: float = -0.5  # two children of one parent never point opposite ways...
     opposed_weight: float = 0.1  # ...a root whose tree needs that loses this much per case
-    sweep_line: float = 0.7  # a child in line with a sibling (cosine) is one of a sweep
+    sweep_line: float = 0.7  # a model in line with a sibling (cosine) is one of a sweep
 
 
 @dataclass
@@ -644,7 +644,7 @@ def _root_trials(
             score += settings.fan_weight * _tree_consistency(models, stats, nodes, fanned, settings)
         score += settings.spanning_weight * float(ranked[pos[r]]) / top
         if settings.opposed_weight:
-            score -= settings.opposed_weight * _opposed_children(prob.dist, edges, settings)
+            score -= settings.opposed_weight * len(_opposed_pairs(prob.dist, edges, settings))
         trials.append((score, r, edges))
     return sorted(trials, key=lambda t: (-t[0], t[1]))
 
@@ -658,7 +658,7 @@ def _lift_opposed(
     _, cost = _order_cost(prob, root, settings)
     dist = prob.dist
     parent = {c: p for p, c in edges}
-    count = _opposed_children(dist, edges, settings)
+    count = len(_opposed_pairs(dist, edges, settings))
     for _ in range(len(edges)):
         best = None
         for p, a, b in _opposed_pairs(dist, sorted((p, c) for c, p in parent.items()), settings):
@@ -675,7 +675,7 @@ def _lift_opposed(
         trial = dict(parent)
         trial[a], trial[p] = gp, a
         new_edges = sorted((q, c) for c, q in trial.items())
-        new_count = _opposed_children(dist, new_edges, settings)
+        new_count = len(_opposed_pairs(dist, new_edges, settings))
         if new_count >= count:
             break
         parent, count = trial, new_count
@@ -695,18 +695,9 @@ def _opposed_pairs(
         cs = sorted(kids[p])
         for i, a in enumerate(cs):
             for b in cs[i + 1 :]:
-                da, db = dist(p, a), dist(p, b)
-                if da > 0 and db > 0:
-                    cosine = (da * da + db * db - dist(a, b) ** 2) / (2 * da * db)
-                    if cosine < settings.opposed_cosine:
-                        out.append((p, a, b))
+                if _cosine_at(dist, p, a, b) < settings.opposed_cosine:
+                    out.append((p, a, b))
     return out
-
-
-def _opposed_children(
-    dist: _Distances, edges: list[tuple[int, int]], settings: LineageSettings
-) -> int:
-    return len(_opposed_pairs(dist, edges, settings))
 
 
 def _progress_order(stats: np.ndarray, nodes: list[int], root: int) -> np.ndarray:
@@ -753,10 +744,12 @@ def _progress_tree(
 
 
 def _regraft(
-    edges: list[tuple[int, int]], to_grandparent: Callable[[int, int, int], bool]
+    edges: list[tuple[int, int]],
+    to_grandparent: Callable[[int, int, int, dict[int, int]], bool],
 ) -> list[tuple[int, int]]:
     """Walk a forest top-down; a child c of p goes to p's (current) parent gp when
-    ``to_grandparent(gp, p, c)``. Top-down, so a run of such steps collapses to a fan."""
+    ``to_grandparent(gp, p, c, parent)``, ``parent`` being the current child -> parent
+    map. Top-down, so a run of such steps collapses to a fan."""
     parent = {c: p for p, c in edges}
     children: dict[int, list[int]] = {}
     for p, c in edges:
@@ -766,7 +759,7 @@ def _regraft(
         p = queue.popleft()
         for c in sorted(children.get(p, [])):
             gp = parent.get(p)
-            if gp is not None and to_grandparent(gp, p, c):
+            if gp is not None and to_grandparent(gp, p, c, parent):
                 parent[c] = gp
             queue.append(c)
     return sorted((p, c) for c, p in parent.items())
@@ -782,18 +775,37 @@ def _split_sweeps(
     checkpoints of one run takes shrinking steps as optimisation settles; a step that
     moves on in the previous one's direction (cosine above ``sweep_cosine``) but is
     longer than the whole previous edge (ratio above ``sweep_ratio``) is read as a
-    sibling trained harder. Processed top-down, so a whole sweep collapses to a fan.
+    sibling trained harder. Once a parent has such a sweep, any further step on from a
+    member that stays in line with it (cosine above ``sweep_line`` seen from the parent)
+    is one more member, however short. Processed top-down, so a whole sweep collapses
+    to a fan.
     """
 
-    def sibling(gp: int, p: int, c: int) -> bool:
+    def sibling(gp: int, p: int, c: int, parent: dict[int, int]) -> bool:
         d1, d2 = dist(gp, p), dist(p, c)
         if d1 <= 0 or d2 <= 0:
             return False
         # law of cosines: the angle between the two steps from three distances
         cosine = (dist(gp, c) ** 2 - d1 * d1 - d2 * d2) / (2 * d1 * d2)
-        return cosine > settings.sweep_cosine and d2 > settings.sweep_ratio * d1
+        if cosine > settings.sweep_cosine and d2 > settings.sweep_ratio * d1:
+            return True
+        # a step on from a sweep member, in line with it from the parent: one more member
+        if _cosine_at(dist, gp, p, c) <= settings.sweep_line:
+            return False
+        return any(
+            q == gp and k != p and _cosine_at(dist, gp, p, k) > settings.sweep_line
+            for k, q in parent.items()
+        )
 
     return _regraft(edges, sibling)
+
+
+def _cosine_at(dist: _Distances, o: int, a: int, b: int) -> float:
+    """Cosine of the angle at ``o`` between the steps to ``a`` and ``b`` (law of cosines)."""
+    da, db = dist(o, a), dist(o, b)
+    if da <= 0 or db <= 0:
+        return 0.0
+    return (da * da + db * db - dist(a, b) ** 2) / (2 * da * db)
 
 
 def _skip_detours(
@@ -815,19 +827,13 @@ def _skip_detours(
         kids.setdefault(p, []).append(c)
 
     def in_sweep(p: int, c: int) -> bool:
-        d_pc = dist(p, c)
-        for k in kids[p]:
-            d_pk = dist(p, k)
-            if k != c and d_pc > 0 and d_pk > 0:
-                cosine = (d_pc * d_pc + d_pk * d_pk - dist(c, k) ** 2) / (2 * d_pc * d_pk)
-                if cosine > settings.sweep_line:
-                    return True
-        return False
+        return any(k != c and _cosine_at(dist, p, c, k) > settings.sweep_line for k in kids[p])
 
     return _regraft(
         edges,
-        lambda gp, p, c: dist(gp, c) - dist(p, c) < settings.detour_ratio * dist(gp, p)
-        and not in_sweep(p, c),
+        lambda gp, p, c, _: (
+            dist(gp, c) - dist(p, c) < settings.detour_ratio * dist(gp, p) and not in_sweep(p, c)
+        ),
     )
 
 

@@ -2,17 +2,17 @@ from __future__ import annotations
 
 import random
 
+import networkx as nx
 import numpy as np
 import pytest
 
 from heritage.lineage import LineageSettings, ModelInput, recover_lineage
-import networkx as nx
-
 from heritage.lineage.engine import (
     _delta_focus,
     _Distances,
     _lift_opposed,
     _skip_detours,
+    _split_sweeps,
     _split_twins,
     _TreeProblem,
 )
@@ -153,6 +153,28 @@ def test_a_large_sweep_step_that_drifted_back_stays_with_its_sweep():
     assert _skip_detours(_Distances(x, {}), tree, LineageSettings()) == tree
     off = LineageSettings(sweep_line=1.1)
     assert _skip_detours(_Distances(x, {}), tree, off) == [(0, 1), (0, 3), (1, 2)]
+
+
+def test_a_sweep_is_a_fan_even_where_its_steps_shrink_but_a_run_stays_a_chain():
+    """Four learning rates from one base lie on one line; the last, only twice the
+    third's rate, is nearer the third than the third is to the base."""
+    rng = np.random.default_rng(3)
+    u = rng.standard_normal(4000)
+    u /= np.linalg.norm(u)
+
+    def jitter() -> np.ndarray:
+        return 0.05 * rng.standard_normal(4000) / np.sqrt(4000)
+
+    sweep = np.stack([np.zeros(4000)] + [a * u + jitter() for a in (0.15, 0.4, 1.0, 1.4)])
+    chain = [(0, 1), (1, 2), (2, 3), (3, 4)]
+    fan = [(0, 1), (0, 2), (0, 3), (0, 4)]
+    assert _split_sweeps(_Distances(sweep, {}), chain, LineageSettings()) == fan
+    # without the in-line rule the shrinking last step stays a child of the third
+    old = _split_sweeps(_Distances(sweep, {}), chain, LineageSettings(sweep_line=1.1))
+    assert old == [(0, 1), (0, 2), (0, 3), (3, 4)]
+    # checkpoints of one run: each step shorter than the last, nothing to split
+    run = np.stack([np.zeros(4000)] + [a * u + jitter() for a in (1.0, 1.5, 1.75, 1.85)])
+    assert _split_sweeps(_Distances(run, {}), chain, LineageSettings()) == chain
 
 
 def test_a_model_between_two_of_its_children_gives_its_place_to_one():
