@@ -745,22 +745,25 @@ def _progress_tree(
 
 def _regraft(
     edges: list[tuple[int, int]],
-    to_grandparent: Callable[[int, int, int, dict[int, int]], bool],
+    to_grandparent: Callable[[int, int, int, dict[int, set[int]]], bool],
 ) -> list[tuple[int, int]]:
     """Walk a forest top-down; a child c of p goes to p's (current) parent gp when
-    ``to_grandparent(gp, p, c, parent)``, ``parent`` being the current child -> parent
+    ``to_grandparent(gp, p, c, kids)``, ``kids`` being the current parent -> children
     map. Top-down, so a run of such steps collapses to a fan."""
     parent = {c: p for p, c in edges}
     children: dict[int, list[int]] = {}
     for p, c in edges:
         children.setdefault(p, []).append(c)
+    kids = {p: set(cs) for p, cs in children.items()}
     queue = deque(sorted(p for p in children if p not in parent))
     while queue:
         p = queue.popleft()
         for c in sorted(children.get(p, [])):
             gp = parent.get(p)
-            if gp is not None and to_grandparent(gp, p, c, parent):
+            if gp is not None and to_grandparent(gp, p, c, kids):
                 parent[c] = gp
+                kids[p].discard(c)
+                kids[gp].add(c)
             queue.append(c)
     return sorted((p, c) for c, p in parent.items())
 
@@ -781,7 +784,7 @@ def _split_sweeps(
     to a fan.
     """
 
-    def sibling(gp: int, p: int, c: int, parent: dict[int, int]) -> bool:
+    def sibling(gp: int, p: int, c: int, kids: dict[int, set[int]]) -> bool:
         d1, d2 = dist(gp, p), dist(p, c)
         if d1 <= 0 or d2 <= 0:
             return False
@@ -793,8 +796,7 @@ def _split_sweeps(
         if _cosine_at(dist, gp, p, c) <= settings.sweep_line:
             return False
         return any(
-            q == gp and k != p and _cosine_at(dist, gp, p, k) > settings.sweep_line
-            for k, q in parent.items()
+            k != p and _cosine_at(dist, gp, p, k) > settings.sweep_line for k in sorted(kids[gp])
         )
 
     return _regraft(edges, sibling)
