@@ -114,6 +114,10 @@ class _Distances:
     def __init__(self, x: np.ndarray, pairs: dict[tuple[int, int], float]) -> None:
         self.x = x
         self.known = dict(pairs)
+        self.neighbours: dict[int, set[int]] = {}  # i -> every j measured against it
+        for i, j in pairs:
+            self.neighbours.setdefault(i, set()).add(j)
+            self.neighbours.setdefault(j, set()).add(i)
 
     def __call__(self, i: int, j: int) -> float:
         if i == j:
@@ -123,6 +127,8 @@ class _Distances:
         if d is None:
             d = float(np.linalg.norm(self.x[i] - self.x[j]))
             self.known[key] = d
+            self.neighbours.setdefault(i, set()).add(j)
+            self.neighbours.setdefault(j, set()).add(i)
         return d
 
 
@@ -795,9 +801,9 @@ def _split_sweeps(
         # a step on from a sweep member, in line with it from the parent: one more member
         if _cosine_at(dist, gp, p, c) <= settings.sweep_line:
             return False
-        return any(
-            k != p and _cosine_at(dist, gp, p, k) > settings.sweep_line for k in sorted(kids[gp])
-        )
+        # (siblings among p's measured neighbours: all of them in families up to dense_limit)
+        near = kids[gp] & dist.neighbours.get(p, set())
+        return any(_cosine_at(dist, gp, p, k) > settings.sweep_line for k in sorted(near))
 
     return _regraft(edges, sibling)
 
