@@ -69,6 +69,7 @@ class LineageSettings:
     opposed_cosine: float = -0.5  # two children of one parent never point opposite ways...
     opposed_weight: float = 0.1  # ...a root whose tree needs that loses this much per case
     sweep_line: float = 0.7  # a model in line with a sibling (cosine) is one of a sweep
+    backstep_cosine: float = 0.7  # a child back towards the grandparent lies between them
 
 
 @dataclass
@@ -341,6 +342,7 @@ def _solve_trees(
         root_conf = 1.0 if second is None else _logistic((score - second) / 0.02)
         edges = _arborescence(prob, root, settings)
         edges = _lift_opposed(prob, root, edges, settings)
+        edges = _unfold_backsteps(prob.dist, edges, settings)
         edges = _split_sweeps(prob.dist, edges, settings)
         edges = _skip_detours(prob.dist, edges, settings)
         edges = _split_twins(models, prob.dist, edges, settings)
@@ -685,6 +687,25 @@ def _lift_opposed(
         if new_count >= count:
             break
         parent, count = trial, new_count
+    return sorted((p, c) for c, p in parent.items())
+
+
+def _unfold_backsteps(
+    dist: _Distances, edges: list[tuple[int, int]], settings: LineageSettings
+) -> list[tuple[int, int]]:
+    """A child that steps back towards its grandparent (cosine above ``backstep_cosine``
+    between the two, seen from the parent) and stays nearer the parent lies between
+    them: it goes between them, gp -> c -> p. Real steps from a parent never came back
+    that way on the zoos (cosine at most 0.48); a late checkpoint of one run, a tiny
+    step whose statistics barely move, is read before its predecessor this way."""
+    parent = {c: p for p, c in edges}
+    for c in sorted(parent):
+        p = parent[c]
+        gp = parent.get(p)
+        if gp is None or dist(p, c) >= dist(p, gp):
+            continue
+        if _cosine_at(dist, p, gp, c) > settings.backstep_cosine:
+            parent[c], parent[p] = gp, c
     return sorted((p, c) for c, p in parent.items())
 
 

@@ -15,6 +15,7 @@ from heritage.lineage.engine import (
     _split_sweeps,
     _split_twins,
     _TreeProblem,
+    _unfold_backsteps,
 )
 from tests.lineage.synthetic import average, bf16, finetune, int8, make, root
 
@@ -175,6 +176,20 @@ def test_a_sweep_is_a_fan_even_where_its_steps_shrink_but_a_run_stays_a_chain():
     # checkpoints of one run: each step shorter than the last, nothing to split
     run = np.stack([np.zeros(4000)] + [a * u + jitter() for a in (1.0, 1.5, 1.75, 1.85)])
     assert _split_sweeps(_Distances(run, {}), chain, LineageSettings()) == chain
+
+
+def test_a_checkpoint_read_before_its_predecessor_is_put_back_between():
+    """Three checkpoints of one run on a line; the last step is tiny, so the progress
+    order can put the last before the middle one: 100 -> 300 -> 200."""
+    rng = np.random.default_rng(4)
+    u, w = (v / np.linalg.norm(v) for v in rng.standard_normal((2, 4000)))
+    x = np.stack([np.zeros(4000), 0.06 * u, 0.073 * u + 0.01 * w])  # steps 100, 200, 300
+    misread = [(0, 2), (2, 1)]
+    assert _unfold_backsteps(_Distances(x, {}), misread, LineageSettings()) == [(0, 1), (1, 2)]
+    # a real step that turns back part of the way (cosine 0.45 at most on the zoos) stays
+    turn = np.stack([np.zeros(4000), u, u - 0.3 * u + 0.6 * w])
+    chain = [(0, 1), (1, 2)]
+    assert _unfold_backsteps(_Distances(turn, {}), chain, LineageSettings()) == chain
 
 
 def test_a_model_between_two_of_its_children_gives_its_place_to_one():
