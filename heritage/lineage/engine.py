@@ -17,8 +17,9 @@ Everything here is a plain function of fingerprints (numpy arrays); no I/O. The 
 6. from that root, the tree is a minimum spanning arborescence over each model's nearest
    neighbours, an edge costing its distance plus a penalty for running against the
    progress order; a model lying between two of its children gives its place to one of
-   them, sweep siblings that look like a chain are split back, and a model about as
-   close to its grandparent as to its parent is given to the grandparent.
+   them, a child stepping back towards its grandparent goes between the two, sweep
+   siblings that look like a chain are split back, and a model about as close to its
+   grandparent as to its parent is given to the grandparent.
 """
 
 from __future__ import annotations
