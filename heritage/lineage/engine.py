@@ -764,9 +764,12 @@ def _progress_tree(
         if parent is not None:
             edges.append((parent, v))
             continue
-        # no measured neighbour is less trained: measure all that are
-        cands = [u for u in nodes if pi[pos[u]] < pi[pos[v]]]
-        d = np.linalg.norm(x[cands] - x[v], axis=1)
+        # no measured neighbour is less trained: measure all that are (in slices, so a
+        # large family never copies its whole evidence at once)
+        cands = [u for u in nodes if pi[pos[u]] < mine]
+        d = np.concatenate(
+            [np.linalg.norm(x[cands[i : i + 64]] - x[v], axis=1) for i in range(0, len(cands), 64)]
+        )
         edges.append((cands[int(np.argmin(d))], v))
     return sorted(edges)
 
