@@ -256,6 +256,7 @@ class _TreeProblem:
     stats: np.ndarray  # (nodes, statistics) training-progress statistics
     near: dict[int, list[tuple[float, int]]]  # measured neighbours among nodes, nearest first
     dist: _Distances
+    co_merged: frozenset[frozenset[int]] = frozenset()  # pairs merged into another model
 
 
 def _recover_family(
@@ -324,7 +325,8 @@ def _recover_family(
         if v in node_set
     }
     spanning = _spanning_tree(x, tree_nodes, pairs)
-    return _TreeProblem(tree_nodes, pairs, spanning, stats, near, _Distances(x, pairs))
+    co_merged = frozenset(frozenset((a, b)) for a, b, *_ in merged.values())
+    return _TreeProblem(tree_nodes, pairs, spanning, stats, near, _Distances(x, pairs), co_merged)
 
 
 def _solve_trees(
@@ -346,7 +348,7 @@ def _solve_trees(
         edges = _unfold_backsteps(prob.dist, edges, settings)
         edges = _split_sweeps(prob.dist, edges, settings)
         edges = _skip_detours(prob.dist, edges, settings)
-        edges = _split_twins(models, prob.dist, edges, settings)
+        edges = _split_twins(models, prob.dist, edges, settings, prob.co_merged)
         graph.nodes[models[root].id]["root_confidence"] = round(root_conf, 4)
         for parent, child in sorted(edges):
             d = prob.dist(parent, child)
@@ -901,13 +903,16 @@ def _split_twins(
     dist: _Distances,
     edges: list[tuple[int, int]],
     settings: LineageSettings,
+    co_merged: frozenset[frozenset[int]] = frozenset(),
 ) -> list[tuple[int, int]]:
     """Two fine-tunes of one recipe (same task, learning rate and length, other seed) are
     twins, but the second looks like a short step on from the first. Such a step comes
     back to the same distance from the grandparent as the first (an isosceles triangle,
-    within ``pair_isosceles``), is shorter than the first, and its change is seed noise:
-    less focused than the family's training steps (below ``pair_focus`` x their median
-    focus). Measured on the zoos: such twins 0.67-0.83 of the median, true steps 0.82+.
+    within ``pair_isosceles``), is shorter than the first, and either its change is seed
+    noise, less focused than the family's training steps (below ``pair_focus`` x their
+    median focus; measured on the zoos: such twins 0.67-0.85 of the median, true steps
+    0.82+), or the two were merged into a third model (``co_merged``): merges combine
+    runs from one base far more often than a run and its own parent.
     """
     parent = {c: p for p, c in edges}
     if len(edges) < 3:
@@ -928,7 +933,7 @@ def _split_twins(
         d_gp_p, d_gp_c, d_p_c = dist(gp, p), dist(gp, c), dist(p, c)
         if abs(d_gp_c - d_gp_p) >= settings.pair_isosceles * d_gp_p or d_p_c >= d_gp_p:
             continue
-        if focus_of(p, c) < settings.pair_focus * typical:
+        if frozenset((p, c)) in co_merged or focus_of(p, c) < settings.pair_focus * typical:
             parent[c] = gp
     return sorted((p, c) for c, p in parent.items())
 

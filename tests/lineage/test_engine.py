@@ -279,6 +279,13 @@ def test_twins_of_one_recipe_are_split_but_a_focused_step_is_kept():
         (0, 3),
         (1, 4),
     ]
-    assert (
-        _split_twins(inputs, _Distances(x, {}), chained, LineageSettings(pair_focus=0.0)) == chained
-    )
+    blind = LineageSettings(pair_focus=0.0)  # focus can tell nothing
+    assert _split_twins(inputs, _Distances(x, {}), chained, blind) == chained
+    # ...but twins merged into a third model are siblings all the same
+    merged = frozenset({frozenset((1, 2))})
+    assert _split_twins(inputs, _Distances(x, {}), chained, blind, merged) == [
+        (0, 1),
+        (0, 2),
+        (0, 3),
+        (1, 4),
+    ]
