@@ -343,8 +343,9 @@ def _solve_trees(
         second = trials[1][0] if len(trials) > 1 else None
         # consistency differences of a few percent are decisive
         root_conf = 1.0 if second is None else _logistic((score - second) / 0.02)
-        edges = _arborescence(prob, root, settings)
-        edges = _lift_opposed(prob, root, edges, settings)
+        candidates, cost = _order_cost(prob, root, settings)
+        edges = _arborescence(prob.nodes, root, candidates, cost)
+        edges = _lift_opposed(prob.dist, edges, cost, settings)
         edges = _unfold_backsteps(prob.dist, edges, settings)
         edges = _split_sweeps(prob.dist, edges, settings)
         edges = _skip_detours(prob.dist, edges, settings)
@@ -383,13 +384,15 @@ def _order_cost(
 
 
 def _arborescence(
-    prob: _TreeProblem, root: int, settings: LineageSettings
+    nodes: list[int],
+    root: int,
+    candidates: dict[tuple[int, int], float],
+    cost: Callable[[int, int], float],
 ) -> list[tuple[int, int]]:
     """Minimum spanning arborescence from ``root`` over the candidate pairs, edges costed
     by ``_order_cost``; no edge may enter the root."""
-    candidates, cost = _order_cost(prob, root, settings)
     g = nx.DiGraph()
-    g.add_nodes_from(prob.nodes)
+    g.add_nodes_from(nodes)
     for i, j in sorted(candidates):
         for u, v in ((i, j), (j, i)):
             if v != root:
@@ -661,13 +664,15 @@ def _root_trials(
 
 
 def _lift_opposed(
-    prob: _TreeProblem, root: int, edges: list[tuple[int, int]], settings: LineageSettings
+    dist: _Distances,
+    edges: list[tuple[int, int]],
+    cost: Callable[[int, int], float],
+    settings: LineageSettings,
 ) -> list[tuple[int, int]]:
     """A model whose children leave it in opposite directions lies between them, so one
-    of those children is really its parent: lift the cheapest such child into its place
-    (gp -> a -> p instead of gp -> p -> a) while that removes opposed pairs."""
-    _, cost = _order_cost(prob, root, settings)
-    dist = prob.dist
+    of those children is really its parent: lift the child cheapest under ``cost`` (the
+    arborescence's) into its place (gp -> a -> p instead of gp -> p -> a) while that
+    removes opposed pairs."""
     parent = {c: p for p, c in edges}
     count = len(_opposed_pairs(dist, edges, settings))
     for _ in range(len(edges)):
@@ -821,9 +826,8 @@ def _split_sweeps(
         d1, d2 = dist(gp, p), dist(p, c)
         if d1 <= 0 or d2 <= 0:
             return False
-        # law of cosines: the angle between the two steps from three distances
-        cosine = (dist(gp, c) ** 2 - d1 * d1 - d2 * d2) / (2 * d1 * d2)
-        if cosine > settings.sweep_cosine and d2 > settings.sweep_ratio * d1:
+        # the angle between the two steps gp -> p -> c
+        if -_cosine_at(dist, p, gp, c) > settings.sweep_cosine and d2 > settings.sweep_ratio * d1:
             return True
         # a step on from a sweep member, in line with it from the parent: one more member
         if _cosine_at(dist, gp, p, c) <= settings.sweep_line:

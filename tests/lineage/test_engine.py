@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import random
 
-import networkx as nx
 import numpy as np
 import pytest
 
@@ -14,7 +13,6 @@ from heritage.lineage.engine import (
     _skip_detours,
     _split_sweeps,
     _split_twins,
-    _TreeProblem,
     _unfold_backsteps,
 )
 from tests.lineage.synthetic import average, bf16, finetune, int8, make, root
@@ -205,26 +203,16 @@ def test_a_model_between_two_of_its_children_gives_its_place_to_one():
     step2 = domain + 0.7 * w - 0.2 * u
     assert np.linalg.norm(step1 - base) < np.linalg.norm(domain - base)  # the trap
 
-    def problem(*points: np.ndarray) -> _TreeProblem:
-        n = len(points)
-        return _TreeProblem(
-            nodes=list(range(n)),
-            pairs={},
-            spanning=nx.empty_graph(n),
-            stats=np.zeros((n, 0)),  # no progress statistics: costs are distances
-            near={},
-            dist=_Distances(np.stack(points), {}),
-        )
-
-    prob = problem(base, domain, step1, step2)
+    # without progress statistics an edge costs its distance
+    dist = _Distances(np.stack([base, domain, step1, step2]), {})
     trapped = [(0, 2), (2, 1), (2, 3)]
-    assert _lift_opposed(prob, 0, trapped, LineageSettings()) == [(0, 1), (1, 2), (2, 3)]
+    assert _lift_opposed(dist, trapped, dist, LineageSettings()) == [(0, 1), (1, 2), (2, 3)]
     off = LineageSettings(opposed_cosine=-1.1)
-    assert _lift_opposed(prob, 0, trapped, off) == trapped
+    assert _lift_opposed(dist, trapped, dist, off) == trapped
     # children that leave in different but not opposite directions are left alone
     fan = [(0, 1), (1, 2), (1, 3)]
-    other = problem(base, domain, step1, domain + 0.7 * np.roll(w, 1))
-    assert _lift_opposed(other, 0, fan, LineageSettings()) == fan
+    other = _Distances(np.stack([base, domain, step1, domain + 0.7 * np.roll(w, 1)]), {})
+    assert _lift_opposed(other, fan, other, LineageSettings()) == fan
 
 
 def test_twins_of_one_recipe_are_split_but_a_focused_step_is_kept():
