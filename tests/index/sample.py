@@ -7,6 +7,7 @@ failed ``f`` declare bases; ``d`` declares none.
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import networkx as nx
 import numpy as np
@@ -14,6 +15,7 @@ import numpy as np
 from heritage.fingerprint import Fingerprint, FingerprintSettings, TensorPrint, tensor_stats
 from heritage.index import (
     IndexData,
+    connect_readonly,
     edges_frame,
     families_frame,
     family_ids,
@@ -26,6 +28,18 @@ from heritage.index import (
 from heritage.summary import FileSummary, ModelSummary
 
 IDS = ("a", "b", "c", "d", "e")
+
+
+def declared_vs_inferred(path: Path, columns: str) -> dict[str, tuple]:
+    """The declared_vs_inferred view of the index at ``path``: model id -> ``columns``."""
+    con = connect_readonly(path)
+    try:
+        rows = con.execute(f"SELECT model_id, {columns} FROM declared_vs_inferred").fetchall()
+    finally:
+        con.close()
+    return {r[0]: r[1:] for r in rows}
+
+
 NAMES = {i: f"org/model-{i}" for i in IDS}
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from heritage.index import IndexData, connect_readonly, write_index
 
-from .sample import sample_index
+from .sample import declared_vs_inferred, sample_index
 
 README_SECTION = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -124,17 +124,9 @@ def test_declared_vs_inferred_edge_cases(tmp_path: Path) -> None:
     edges = data.edges.with_columns(pl.lit(0.5).alias("confidence"))
     path = tmp_path / "edge.duckdb"
     write_index(path, IndexData(models=models, edges=edges, families=data.families))
-    con = connect_readonly(path)
-    try:
-        got = {
-            r[0]: r[1:]
-            for r in con.execute(
-                "SELECT model_id, status, declared_base_ids, proposed_base_id, "
-                "proposed_confidence FROM declared_vs_inferred"
-            ).fetchall()
-        }
-    finally:
-        con.close()
+    got = declared_vs_inferred(
+        path, "status, declared_base_ids, proposed_base_id, proposed_confidence"
+    )
     assert got["b"] == ("agrees", ["a"], None, None)  # the parent, fingerprint or not
     assert got["c"] == ("unverified", ["a"], "b", 0.5)  # a has no fingerprint to compare
     assert got["d"] == ("agrees", ["a"], None, None)

@@ -12,11 +12,12 @@ from xml.etree import ElementTree
 import networkx as nx
 import pytest
 
-from heritage.index import IndexData, connect_readonly, write_index
+from heritage.index import IndexData, write_index
 from heritage.publish import PublishError, add_publish_arguments, publish, run_publish
 from heritage.publish import build as build_module
 from heritage.publish.data import load_site
 from heritage.publish.slugs import slug
+from tests.index.sample import declared_vs_inferred
 from tests.publish.conftest import EVIL_ID, EVIL_NAME, GATED_NAME, PRIVATE_NAME
 
 CSP = (
@@ -224,17 +225,10 @@ def test_model_page_content(site: Path) -> None:
 def test_site_verdicts_match_the_sql_view(hostile_db: Path) -> None:
     """The site computes the declared_vs_inferred verdict itself; it must match the view."""
     site = load_site(hostile_db, include_private=True)  # nothing hidden: same models as SQL
-    con = connect_readonly(hostile_db)
-    try:
-        view = {
-            r[0]: r[1:]
-            for r in con.execute(
-                "SELECT model_id, status, matched_bases, declared_base_ids, proposed_base_id, "
-                "proposed_confidence FROM declared_vs_inferred"
-            ).fetchall()
-        }
-    finally:
-        con.close()
+    view = declared_vs_inferred(
+        hostile_db,
+        "status, matched_bases, declared_base_ids, proposed_base_id, proposed_confidence",
+    )
     ours = {
         m.id: (
             m.agreement,
