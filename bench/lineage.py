@@ -139,8 +139,13 @@ def run_zoo(size: str, seed: int, root: Path | None = None) -> None:
         print(f"  {bucket:>6}: {n:4d} edges, {acc:.3f} right")
 
 
-def synthetic_prints(n: int, families: int, seed: int = 0) -> list[ModelInput]:
-    """Fingerprints of one architecture: random roots and random-walk fine-tune trees."""
+def synthetic_prints(
+    n: int, families: int, seed: int = 0, merge_share: float = 0.05
+) -> list[ModelInput]:
+    """Fingerprints of one architecture: random roots and random-walk fine-tune trees,
+    ``merge_share`` of the models being merges of two random members of their family
+    (rarely siblings: the worst case for the root choice, which then builds several
+    final trees)."""
     rng = np.random.default_rng(seed)
     shapes = [(32, 128)] * 8
     roots = [[rng.standard_normal(s).astype(np.float32) for s in shapes] for _ in range(families)]
@@ -150,6 +155,11 @@ def synthetic_prints(n: int, families: int, seed: int = 0) -> list[ModelInput]:
         fam = k % families
         if k < families:
             weights = roots[fam]
+        elif len(members[fam]) >= 3 and rng.random() < merge_share:
+            a, b = rng.choice(members[fam], size=2, replace=False)
+            alpha = float(rng.uniform(0.3, 0.7))
+            pairs = zip(models[a], models[b], strict=True)
+            weights = [alpha * wa + (1 - alpha) * wb for wa, wb in pairs]
         else:
             parent = models[members[fam][int(rng.integers(0, len(members[fam])))]]
             weights = [w + 0.05 * rng.standard_normal(w.shape).astype(np.float32) for w in parent]
@@ -168,7 +178,10 @@ def synthetic_prints(n: int, families: int, seed: int = 0) -> list[ModelInput]:
 
 
 def run_scaling(sizes: list[int]) -> None:
-    print("\n### scaling: synthetic fingerprints of one architecture (8 matrices, 10 families)")
+    print(
+        "\n### scaling: synthetic fingerprints of one architecture"
+        " (8 matrices, 10 families, 5% merges)"
+    )
     print("| models | lineage time (s) |")
     print("|---|---|")
     for n in sizes:

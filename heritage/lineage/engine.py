@@ -38,7 +38,7 @@ from heritage.lineage.evidence import Evidence, architecture_key, build_evidence
 from heritage.lineage.neighbours import all_pairs, candidate_pairs, pair_distances
 from heritage.lineage.precision import precision_bits
 
-METHOD = "heritage-lineage/3"
+METHOD = "heritage-lineage/4"
 
 
 @dataclass(frozen=True)
@@ -57,9 +57,14 @@ class LineageSettings:
     sweep_ratio: float = 1.0  # ...and is this much longer than it: a sibling, not a child
     # Fine-tune edges carry the precision measured for them on the zoo benchmarks, by how
     # sure the family is of its root (the only per-edge feature found to predict errors):
-    # (root confidence above, edge confidence), first match wins. Measured on 413 edges of
-    # six zoos: 0.96 right above 0.99 (0.89 on the worst zoo), 0.86 above 0.9, 0.80 below.
-    finetune_confidence: tuple[tuple[float, float], ...] = ((0.99, 0.9), (0.9, 0.85), (0.0, 0.8))
+    # (root confidence above, edge confidence), first match wins. Measured on 490 edges of
+    # seven zoos: 0.98 right above 0.99, 0.96 above 0.9, 0.88 above 0.6, 0.67 below.
+    finetune_confidence: tuple[tuple[float, float], ...] = (
+        (0.99, 0.95),
+        (0.9, 0.9),
+        (0.6, 0.85),
+        (0.0, 0.65),
+    )
     spanning_weight: float = 0.1  # weight of the spanning tree's own root score
     fan_weight: float = 0.1  # weight of the same tree with sweep siblings split into a fan
     root_candidates: int = 16  # roots tried per family, best first by spanning-tree score
@@ -71,6 +76,8 @@ class LineageSettings:
     opposed_weight: float = 0.1  # ...a root whose tree needs that loses this much per case
     sweep_line: float = 0.7  # a model in line with a sibling (cosine) is one of a sweep
     backstep_cosine: float = 0.7  # a child back towards the grandparent lies between them
+    merge_sibling_weight: float = 0.2  # a root whose tree splits a merge's parents loses this
+    merge_root_trials: int = 4  # final trees built per family for that (the chosen was <= 4th)
 
 
 @dataclass
@@ -257,6 +264,7 @@ class _TreeProblem:
     near: dict[int, list[tuple[float, int]]]  # measured neighbours among nodes, nearest first
     dist: _Distances
     co_merged: frozenset[frozenset[int]] = frozenset()  # pairs merged into another model
+    focus: dict[tuple[int, int], float] = field(default_factory=dict)  # _delta_focus memo
 
 
 def _recover_family(
@@ -339,22 +347,71 @@ def _solve_trees(
     """Root every family's tree, then orient it as a minimum spanning arborescence."""
     for prob in problems:
         trials = _root_trials(models, x, prob, settings)
-        score, root, _ = trials[0]
-        second = trials[1][0] if len(trials) > 1 else None
+        score, root, edges, second = _pick_root(models, prob, trials, settings)
         # consistency differences of a few percent are decisive
         root_conf = 1.0 if second is None else _logistic((score - second) / 0.02)
-        candidates, cost = _order_cost(prob, root, settings)
-        edges = _arborescence(prob.nodes, root, candidates, cost)
-        edges = _lift_opposed(prob.dist, edges, cost, settings)
-        edges = _unfold_backsteps(prob.dist, edges, settings)
-        edges = _split_sweeps(prob.dist, edges, settings)
-        edges = _skip_detours(prob.dist, edges, settings)
-        edges = _split_twins(models, prob.dist, edges, settings, prob.co_merged)
         graph.nodes[models[root].id]["root_confidence"] = round(root_conf, 4)
         for parent, child in sorted(edges):
             d = prob.dist(parent, child)
             conf = next(c for r, c in settings.finetune_confidence if root_conf >= r)
             _edge(graph, models, parent, child, "finetune", conf, d)
+
+
+def _final_tree(
+    models: list[ModelInput], prob: _TreeProblem, root: int, settings: LineageSettings
+) -> list[tuple[int, int]]:
+    """The family's fine-tune tree read from ``root``: arborescence, then the local rules."""
+    candidates, cost = _order_cost(prob, root, settings)
+    edges = _arborescence(prob.nodes, root, candidates, cost)
+    edges = _lift_opposed(prob.dist, edges, cost, settings)
+    edges = _unfold_backsteps(prob.dist, edges, settings)
+    edges = _split_sweeps(prob.dist, edges, settings)
+    edges = _skip_detours(prob.dist, edges, settings)
+    return _split_twins(models, prob.dist, edges, settings, prob.co_merged, prob.focus)
+
+
+def _unsplit_merges(prob: _TreeProblem, edges: list[tuple[int, int]]) -> int:
+    """How many merges of two tree models combine models that are not siblings here."""
+    parent = {c: p for p, c in edges}
+    nodes = set(prob.nodes)
+    count = 0
+    for a, b in sorted(tuple(sorted(pair)) for pair in prob.co_merged):
+        if a in nodes and b in nodes:
+            pa = parent.get(a)
+            count += pa is None or pa != parent.get(b)
+    return count
+
+
+def _pick_root(
+    models: list[ModelInput],
+    prob: _TreeProblem,
+    trials: list[tuple[float, int, list[tuple[int, int]]]],
+    settings: LineageSettings,
+) -> tuple[float, int, list[tuple[int, int]], float | None]:
+    """The root, its final tree, its score and the runner-up's score.
+
+    Merges combine runs from one base far more often than anything else, so a root
+    whose final tree leaves a merge's two parents apart (not siblings) loses
+    ``merge_sibling_weight`` per such merge. A penalty only lowers scores, so trials are
+    re-scored best first while an unscored one could still win, at most
+    ``merge_root_trials`` of them (each costs a final tree); the runner-up's score is
+    the best of the others' penalised scores or, unscored, their upper bounds.
+    """
+    if not prob.co_merged or not settings.merge_sibling_weight:
+        score, root, _ = trials[0]
+        second = trials[1][0] if len(trials) > 1 else None
+        return score, root, _final_tree(models, prob, root, settings), second
+    scored: list[tuple[float, int, list[tuple[int, int]]]] = []
+    for base, root, _ in trials[: max(1, settings.merge_root_trials)]:
+        if scored and base <= max(s for s, *_ in scored):
+            break
+        edges = _final_tree(models, prob, root, settings)
+        penalty = settings.merge_sibling_weight * _unsplit_merges(prob, edges)
+        scored.append((base - penalty, root, edges))
+    scored.sort(key=lambda t: (-t[0], t[1]))
+    score, root, edges = scored[0]
+    rest = [s for s, *_ in scored[1:]] + [t[0] for t in trials[len(scored) :]]
+    return score, root, edges, (max(rest) if rest else None)
 
 
 def _order_cost(
@@ -908,6 +965,7 @@ def _split_twins(
     edges: list[tuple[int, int]],
     settings: LineageSettings,
     co_merged: frozenset[frozenset[int]] = frozenset(),
+    focus: dict[tuple[int, int], float] | None = None,
 ) -> list[tuple[int, int]]:
     """Two fine-tunes of one recipe (same task, learning rate and length, other seed) are
     twins, but the second looks like a short step on from the first. Such a step comes
@@ -916,17 +974,19 @@ def _split_twins(
     noise, less focused than the family's training steps (below ``pair_focus`` x their
     median focus; measured on the zoos: such twins 0.67-0.85 of the median, true steps
     0.82+), or the two were merged into a third model (``co_merged``): merges combine
-    runs from one base far more often than a run and its own parent.
+    runs from one base far more often than a run and its own parent. ``focus`` memoises
+    the SVDs across calls (it is symmetric in the two models).
     """
     parent = {c: p for p, c in edges}
     if len(edges) < 3:
         return edges
-    focus: dict[tuple[int, int], float] = {}
+    memo: dict[tuple[int, int], float] = {} if focus is None else focus
 
-    def focus_of(p: int, c: int) -> float:  # one SVD per edge, shared by sample and test
-        if (p, c) not in focus:
-            focus[p, c] = _delta_focus(models[p].fingerprint, models[c].fingerprint)
-        return focus[p, c]
+    def focus_of(p: int, c: int) -> float:  # one SVD per pair, shared by sample and test
+        key = (p, c) if p < c else (c, p)
+        if key not in memo:
+            memo[key] = _delta_focus(models[key[0]].fingerprint, models[key[1]].fingerprint)
+        return memo[key]
 
     sample = sorted(edges)[:: max(1, len(edges) // 32)]
     typical = float(np.median([focus_of(p, c) for p, c in sample]))

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import random
 
+import networkx as nx
 import numpy as np
 import pytest
 
@@ -10,9 +11,11 @@ from heritage.lineage.engine import (
     _delta_focus,
     _Distances,
     _lift_opposed,
+    _pick_root,
     _skip_detours,
     _split_sweeps,
     _split_twins,
+    _TreeProblem,
     _unfold_backsteps,
 )
 from tests.lineage.synthetic import average, bf16, finetune, int8, make, root
@@ -277,3 +280,46 @@ def test_twins_of_one_recipe_are_split_but_a_focused_step_is_kept():
         (0, 3),
         (1, 4),
     ]
+
+
+def test_a_root_that_splits_two_merged_models_loses_to_one_that_keeps_them_siblings():
+    """A sweep read backwards is a run of shrinking steps ending at the fine-tune it came
+    from: distances cannot tell, statistics may favour it; the merge of two sweep members
+    says they are siblings, which only the true root's tree makes them."""
+    rng = np.random.default_rng(2)
+    dims = 4000
+    u, w, n0, n1 = (v / np.linalg.norm(v) for v in rng.standard_normal((4, dims)))
+    base = np.zeros(dims)
+    domain = base + u
+    sweep = [domain + 0.3 * w + 0.05 * n0, domain + 0.6 * w + 0.05 * n1, domain + 1.2 * w]
+    x = np.stack([base, domain, *sweep])
+    nodes = list(range(5))
+    pairs = {(i, j): float(np.linalg.norm(x[i] - x[j])) for i in nodes for j in nodes if i < j}
+    spanning = nx.Graph()
+    for i, j in [(0, 1), (1, 2), (2, 3), (3, 4)]:
+        spanning.add_edge(i, j, distance=pairs[(i, j)])
+    near = {
+        v: sorted((d, u2) for (a, b), d in pairs.items() if v in (a, b) for u2 in (a + b - v,))
+        for v in nodes
+    }
+    prob = _TreeProblem(
+        nodes,
+        pairs,
+        spanning,
+        np.zeros((5, 0)),  # no statistics: the trials' order below stands for them
+        near,
+        _Distances(x, pairs),
+        frozenset({frozenset((2, 3))}),  # the first two sweep members were merged
+    )
+    models = [ModelInput(str(i), make(root(i))) for i in nodes]
+    trials = [(0.60, 4, []), (0.55, 0, []), (0.40, 1, [])]  # the far sweep end scores best
+
+    score, chosen, edges, second = _pick_root(models, prob, trials, LineageSettings())
+    assert chosen == 0
+    assert edges == [(0, 1), (1, 2), (1, 3), (1, 4)]
+    assert score == pytest.approx(0.55) and second == pytest.approx(0.60 - 0.2)
+    # without the merge, or with the rule off, the best-scored trial stands
+    off = LineageSettings(merge_sibling_weight=0.0)
+    assert _pick_root(models, prob, trials, off)[1] == 4
+    lone = _TreeProblem(nodes, pairs, spanning, prob.stats, near, _Distances(x, pairs))
+    assert _pick_root(models, lone, trials, LineageSettings())[1] == 4

@@ -1,6 +1,7 @@
 """The engine on the small zoo: what must always hold, and a floor for the rest.
 
-The floor (F1 >= 0.85) guards against regressions; the goals of the lineage issue are
+The floor (F1 >= 0.95; 1.0 at the time of writing, 0.907 before the merge-sibling root
+rule) guards against regressions; the goals of the lineage issue are
 measured by bench/lineage.py on the medium zoo and reported in README.
 """
 
@@ -40,7 +41,7 @@ def test_families_copies_and_merges_are_exact(zoo_result):
 
 def test_edges_floor_and_top_confidence_is_right(zoo_result):
     _, s, _ = zoo_result
-    assert s.f1 >= 0.85
+    assert s.f1 >= 0.95
     n, acc = s.calibration[">=0.9"]
     assert n >= 10 and acc >= 0.9
 
