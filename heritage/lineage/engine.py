@@ -65,7 +65,7 @@ class LineageSettings:
         (0.6, 0.85),
         (0.0, 0.65),
     )
-    spanning_weight: float = 0.1  # weight of the spanning tree's own root score
+    spanning_weight: float = 0.2  # weight of the spanning tree's own root score
     fan_weight: float = 0.1  # weight of the same tree with sweep siblings split into a fan
     root_candidates: int = 16  # roots tried per family, best first by spanning-tree score
     order_penalty: float = 1.2  # arborescence: extra cost per unit of progress order reversed
