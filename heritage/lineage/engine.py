@@ -78,6 +78,7 @@ class LineageSettings:
     backstep_cosine: float = 0.7  # a child back towards the grandparent lies between them
     merge_sibling_weight: float = 0.2  # a root whose tree splits a merge's parents loses this
     merge_root_trials: int = 4  # final trees built per family for that (the chosen was <= 4th)
+    merge_root_limit: int = 256  # larger families skip it (an arborescence each: seconds)
 
 
 @dataclass
@@ -394,10 +395,15 @@ def _pick_root(
     whose final tree leaves a merge's two parents apart (not siblings) loses
     ``merge_sibling_weight`` per such merge. A penalty only lowers scores, so trials are
     re-scored best first while an unscored one could still win, at most
-    ``merge_root_trials`` of them (each costs a final tree); the runner-up's score is
-    the best of the others' penalised scores or, unscored, their upper bounds.
+    ``merge_root_trials`` of them (each costs a final tree), in families of at most
+    ``merge_root_limit`` models; the runner-up's score is the best of the others'
+    penalised scores or, unscored, their upper bounds.
     """
-    if not prob.co_merged or not settings.merge_sibling_weight:
+    if (
+        not prob.co_merged
+        or not settings.merge_sibling_weight
+        or len(prob.nodes) > settings.merge_root_limit
+    ):
         score, root, _ = trials[0]
         second = trials[1][0] if len(trials) > 1 else None
         return score, root, _final_tree(models, prob, root, settings), second

@@ -321,5 +321,7 @@ def test_a_root_that_splits_two_merged_models_loses_to_one_that_keeps_them_sibli
     # without the merge, or with the rule off, the best-scored trial stands
     off = LineageSettings(merge_sibling_weight=0.0)
     assert _pick_root(models, prob, trials, off)[1] == 4
+    too_large = LineageSettings(merge_root_limit=4)  # five models: above the limit
+    assert _pick_root(models, prob, trials, too_large)[1] == 4
     lone = _TreeProblem(nodes, pairs, spanning, prob.stats, near, _Distances(x, pairs))
     assert _pick_root(models, lone, trials, LineageSettings())[1] == 4
