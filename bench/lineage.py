@@ -177,15 +177,15 @@ def synthetic_prints(
     return out
 
 
-def run_scaling(sizes: list[int]) -> None:
+def run_scaling(sizes: list[int], merge_share: float = 0.05) -> None:
     print(
         "\n### scaling: synthetic fingerprints of one architecture"
-        " (8 matrices, 10 families, 5% merges)"
+        f" (8 matrices, 10 families, {merge_share:.0%} merges)"
     )
     print("| models | lineage time (s) |")
     print("|---|---|")
     for n in sizes:
-        inputs = synthetic_prints(n, 10)
+        inputs = synthetic_prints(n, 10, merge_share=merge_share)
         t0 = time.perf_counter()
         recover_lineage(inputs, LineageSettings(use_times=False))
         print(f"| {n} | {time.perf_counter() - t0:.2f} |", flush=True)
@@ -197,6 +197,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, nargs="*", default=[0], help="zoo seeds to run")
     parser.add_argument("--scaling", nargs="*", type=int, default=[100, 1000, 10000])
     parser.add_argument("--zoo", type=Path, nargs="*", default=[], help="extra zoo folders")
+    parser.add_argument(
+        "--merge-share", type=float, default=0.05, help="share of merges in the scaling prints"
+    )
     args = parser.parse_args()
     for size in args.size:
         for seed in args.seed:
@@ -205,7 +208,7 @@ def main() -> None:
         truth = load_truth(folder)
         run_zoo(truth["size"], truth["seed"], folder)
     if args.scaling:
-        run_scaling(args.scaling)
+        run_scaling(args.scaling, args.merge_share)
 
 
 if __name__ == "__main__":

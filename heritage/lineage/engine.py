@@ -57,14 +57,9 @@ class LineageSettings:
     sweep_ratio: float = 1.0  # ...and is this much longer than it: a sibling, not a child
     # Fine-tune edges carry the precision measured for them on the zoo benchmarks, by how
     # sure the family is of its root (the only per-edge feature found to predict errors):
-    # (root confidence above, edge confidence), first match wins. Measured on 490 edges of
-    # seven zoos: 0.98 right above 0.99, 0.96 above 0.9, 0.88 above 0.6, 0.67 below.
-    finetune_confidence: tuple[tuple[float, float], ...] = (
-        (0.99, 0.95),
-        (0.9, 0.9),
-        (0.6, 0.85),
-        (0.0, 0.65),
-    )
+    # (root confidence above, edge confidence), first match wins. Measured on 876 edges of
+    # eight zoos: 0.98 right above 0.9 (0.97 on the worst zoo), 0.84 below (0.62 worst).
+    finetune_confidence: tuple[tuple[float, float], ...] = ((0.99, 0.95), (0.9, 0.9), (0.0, 0.8))
     spanning_weight: float = 0.2  # weight of the spanning tree's own root score
     fan_weight: float = 0.1  # weight of the same tree with sweep siblings split into a fan
     root_candidates: int = 16  # roots tried per family, best first by spanning-tree score
@@ -383,6 +378,13 @@ def _unsplit_merges(prob: _TreeProblem, edges: list[tuple[int, int]]) -> int:
     return count
 
 
+def _chained_merges(prob: _TreeProblem, edges: list[tuple[int, int]]) -> bool:
+    """Whether a merge's two parents are parent and child here (a sweep read backwards
+    makes two merged siblings look like that)."""
+    linked = {frozenset(e) for e in edges}
+    return any(pair in linked for pair in prob.co_merged)
+
+
 def _pick_root(
     models: list[ModelInput],
     prob: _TreeProblem,
@@ -394,7 +396,8 @@ def _pick_root(
     Merges combine runs from one base far more often than anything else, so a root
     whose final tree leaves a merge's two parents apart (not siblings) loses
     ``merge_sibling_weight`` per such merge. A penalty only lowers scores, so trials are
-    re-scored best first while an unscored one could still win, at most
+    re-scored best first while an unscored one could still win and the best-scored
+    root's tree has two merged models as parent and child, at most
     ``merge_root_trials`` of them (each costs a final tree), in families of at most
     ``merge_root_limit`` models; the runner-up's score is the best of the others'
     penalised scores or, unscored, their upper bounds.
@@ -411,6 +414,8 @@ def _pick_root(
     for base, root, _ in trials[: max(1, settings.merge_root_trials)]:
         if scored and base <= max(s for s, *_ in scored):
             break
+        if scored and not _chained_merges(prob, scored[0][2]):
+            break  # merged relatives further apart than parent and child: no root mends that
         edges = _final_tree(models, prob, root, settings)
         penalty = settings.merge_sibling_weight * _unsplit_merges(prob, edges)
         scored.append((base - penalty, root, edges))
