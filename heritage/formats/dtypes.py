@@ -97,5 +97,6 @@ def to_float32(raw: bytes | memoryview | np.ndarray, dtype: str) -> np.ndarray:
         return _F8_TABLES[dtype][arr]
     if dtype == "C64":
         return arr.real.astype(np.float32)
-    with np.errstate(over="ignore"):  # F64 beyond float32 range becomes ±inf, as torch does
+    # F64 beyond float32 range becomes ±inf, as torch does; NaNs (any payload) stay NaN
+    with np.errstate(over="ignore", invalid="ignore"):
         return arr.astype(np.float32)

@@ -50,6 +50,22 @@ def test_every_dtype_reads_as_exact_float32(tmp_path, name):
     np.testing.assert_array_equal(got, t.to(torch.float32).numpy())
 
 
+def test_f64_out_of_range_and_nan_payloads_convert_silently():
+    """Overflow becomes ±inf and any NaN payload stays NaN, with no warning per tensor."""
+    import warnings
+
+    from heritage.formats.dtypes import to_float32
+
+    values = np.array([np.nan, 1e300, -1e300, 1e-320, 2.5], dtype="<f8").tobytes()
+    payloads = np.array([0x7FF0000000000001, 0xFFF8000000000123], dtype="<u8").tobytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = to_float32(values + payloads, "F64")
+    assert out.dtype == np.float32
+    assert np.isnan(out[[0, 5, 6]]).all()
+    assert out[1] == np.inf and out[2] == -np.inf and out[3] == 0.0 and out[4] == 2.5
+
+
 def test_rows_match_whole_tensor_and_read_few_bytes(tmp_path):
     t, b = torch.randn(4096, 256), torch.randn(10)
     path = tmp_path / "big.safetensors"
