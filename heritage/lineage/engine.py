@@ -371,10 +371,9 @@ def _unsplit_merges(prob: _TreeProblem, edges: list[tuple[int, int]]) -> int:
     parent = {c: p for p, c in edges}
     nodes = set(prob.nodes)
     count = 0
-    for a, b in sorted(tuple(sorted(pair)) for pair in prob.co_merged):
+    for a, b in (tuple(pair) for pair in prob.co_merged):
         if a in nodes and b in nodes:
-            pa = parent.get(a)
-            count += pa is None or pa != parent.get(b)
+            count += parent.get(a) is None or parent.get(a) != parent.get(b)
     return count
 
 
@@ -402,23 +401,23 @@ def _pick_root(
     ``merge_root_limit`` models; the runner-up's score is the best of the others'
     penalised scores or, unscored, their upper bounds.
     """
-    if (
-        not prob.co_merged
-        or not settings.merge_sibling_weight
-        or len(prob.nodes) > settings.merge_root_limit
-    ):
-        score, root, _ = trials[0]
-        second = trials[1][0] if len(trials) > 1 else None
-        return score, root, _final_tree(models, prob, root, settings), second
-    scored: list[tuple[float, int, list[tuple[int, int]]]] = []
-    for base, root, _ in trials[: max(1, settings.merge_root_trials)]:
-        if scored and base <= max(s for s, *_ in scored):
-            break
-        if scored and not _chained_merges(prob, scored[0][2]):
-            break  # merged relatives further apart than parent and child: no root mends that
-        edges = _final_tree(models, prob, root, settings)
-        penalty = settings.merge_sibling_weight * _unsplit_merges(prob, edges)
-        scored.append((base - penalty, root, edges))
+    rescore = (
+        bool(prob.co_merged)
+        and settings.merge_sibling_weight > 0
+        and len(prob.nodes) <= settings.merge_root_limit
+    )
+    base0, root0, _ = trials[0]
+    edges0 = _final_tree(models, prob, root0, settings)
+    penalty0 = settings.merge_sibling_weight * _unsplit_merges(prob, edges0) if rescore else 0.0
+    scored = [(base0 - penalty0, root0, edges0)]
+    # merged relatives further apart than parent and child: no other root mends that
+    if rescore and _chained_merges(prob, edges0):
+        for base, root, _ in trials[1 : settings.merge_root_trials]:
+            if base <= max(s for s, *_ in scored):
+                break
+            edges = _final_tree(models, prob, root, settings)
+            penalty = settings.merge_sibling_weight * _unsplit_merges(prob, edges)
+            scored.append((base - penalty, root, edges))
     scored.sort(key=lambda t: (-t[0], t[1]))
     score, root, edges = scored[0]
     rest = [s for s, *_ in scored[1:]] + [t[0] for t in trials[len(scored) :]]

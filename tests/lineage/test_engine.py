@@ -298,10 +298,7 @@ def test_a_root_that_splits_two_merged_models_loses_to_one_that_keeps_them_sibli
     spanning = nx.Graph()
     for i, j in [(0, 1), (1, 2), (2, 3), (3, 4)]:
         spanning.add_edge(i, j, distance=pairs[(i, j)])
-    near = {
-        v: sorted((d, u2) for (a, b), d in pairs.items() if v in (a, b) for u2 in (a + b - v,))
-        for v in nodes
-    }
+    near = {v: sorted((pairs[min(u, v), max(u, v)], u) for u in nodes if u != v) for v in nodes}
     prob = _TreeProblem(
         nodes,
         pairs,
