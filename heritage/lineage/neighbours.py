@@ -80,3 +80,38 @@ def pair_distances(x: np.ndarray, pairs: np.ndarray) -> np.ndarray:
 def all_pairs(n: int) -> np.ndarray:
     i, j = np.triu_indices(n, k=1)
     return np.stack([i, j], axis=1)
+
+
+class PairDistances:
+    """Distances between rows of ``x``, each measured once (seeded with known pairs)."""
+
+    def __init__(self, x: np.ndarray, pairs: np.ndarray, dists: np.ndarray) -> None:
+        self.x = x
+        self.known: dict[tuple[int, int], float] = {
+            (int(i), int(j)): float(d) for (i, j), d in zip(pairs, dists, strict=True)
+        }
+
+    def __call__(self, i: int, j: int) -> float:
+        if i == j:
+            return 0.0
+        key = (i, j) if i < j else (j, i)
+        d = self.known.get(key)
+        if d is None:
+            d = float(np.linalg.norm(self.x[i] - self.x[j]))
+            self.known[key] = d
+        return d
+
+    def measured(self, i: int, j: int) -> float | None:
+        """The distance if it was measured, else None (no new work)."""
+        return self.known.get((i, j) if i < j else (j, i))
+
+    def neighbour_lists(self, members: set[int]) -> dict[int, list[tuple[float, int]]]:
+        """For each member, its measured neighbours among ``members``, nearest first."""
+        near: dict[int, list[tuple[float, int]]] = {m: [] for m in members}
+        for (i, j), d in self.known.items():
+            if i in members and j in members:
+                near[i].append((d, j))
+                near[j].append((d, i))
+        for lst in near.values():
+            lst.sort()
+        return near

@@ -1,0 +1,93 @@
+"""Copies: exact duplicates and lower-precision (quantized) copies of a family member.
+
+Duplicates have equal sampled values in every tensor; the weights cannot tell which is
+the original, so the earliest upload (when times are known) or the first in content
+order stands for the class. A model stored with fewer bits of precision that lies within
+rounding distance of a higher-precision member is that member's quantized leaf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
+
+import numpy as np
+from networkx.utils import UnionFind
+
+from heritage.fingerprint import Fingerprint
+from heritage.lineage.neighbours import PairDistances
+from heritage.lineage.precision import precision_bits
+from heritage.lineage.types import Relation
+
+__all__ = ["Copy", "CopiesResult", "find_copies", "identical"]
+
+
+class Copy(NamedTuple):
+    source: int
+    copy: int
+    relation: Relation  # duplicate or quantized
+    confidence: float
+    distance: float
+
+
+class CopiesResult(NamedTuple):
+    copies: list[Copy]
+    core: list[int]  # members that are neither duplicates nor quantized copies
+
+
+def identical(a: Fingerprint, b: Fingerprint) -> bool:
+    """Same sampled values in every tensor (float comparison after dtype conversion)."""
+    if a.tensors.keys() != b.tensors.keys():
+        return False
+    for name, ta in a.tensors.items():
+        tb = b.tensors[name]
+        if ta.shape != tb.shape or not np.array_equal(ta.values, tb.values, equal_nan=True):
+            return False
+    return True
+
+
+def find_copies(
+    fps: Sequence[Fingerprint],
+    members: Sequence[int],
+    zero_pairs: Iterable[tuple[int, int]],
+    dist: PairDistances,
+    times: Sequence[float | None],
+    tolerance: Sequence[tuple[int, float]],
+) -> CopiesResult:
+    """Duplicates collapse onto one representative; quantized copies hang off their source.
+
+    ``zero_pairs`` are the members' pairs at evidence distance 0 (duplicate candidates).
+    ``tolerance`` maps storage precision (bits, at most) to the largest evidence distance
+    rounding can explain at that precision.
+    """
+    uf = UnionFind(members)
+    for i, j in zero_pairs:
+        if identical(fps[i], fps[j]):
+            uf.union(i, j)
+    copies: list[Copy] = []
+    reps: list[int] = []
+    for cls in sorted(sorted(s) for s in uf.to_sets()):
+        timed = [i for i in cls if times[i] is not None]
+        rep = min(timed, key=lambda i: (times[i], i)) if timed else cls[0]
+        reps.append(rep)
+        copies += [Copy(rep, o, Relation.DUPLICATE, 1.0, 0.0) for o in cls if o != rep]
+    reps.sort()
+    bits = {i: precision_bits(fps[i]) for i in reps}
+    quantized: set[int] = set()
+    for c in sorted(reps, key=lambda i: (bits[i], i)):
+        tol = next((t for b, t in sorted(tolerance) if bits[c] <= b), None)
+        if tol is None:
+            continue
+        best: tuple[float, int] | None = None
+        for p in reps:
+            if p == c or p in quantized or bits[p] <= bits[c]:
+                continue
+            d = dist.measured(p, c)
+            if d is not None and d <= tol and (best is None or (d, p) < best):
+                best = (d, p)
+        if best is not None:
+            d, p = best
+            conf = 0.5 + 0.5 * max(0.0, 1.0 - d / tol)
+            copies.append(Copy(p, c, Relation.QUANTIZED, conf, d))
+            quantized.add(c)
+    return CopiesResult(copies, [i for i in reps if i not in quantized])

@@ -1,0 +1,289 @@
+"""Direction: which node of a family's tree is its root, and how sure each edge is.
+
+A root fixes the direction of every edge of the (undirected) tree. Each candidate root
+gets features, all computed for every node at once by re-rooting the tree (linear in
+the family's size):
+
+- ``consistency``: how consistently each training-progress statistic (per tensor: RMS,
+  kurtosis, spread, top singular value share, spectral entropy, row-norm spread) moves
+  along the edges read from this root, whichever way it moves;
+- ``sign_<stat>``: the net direction each kind of statistic moves along the edges read
+  from this root (fitted weights say which way training tends to move it);
+- ``log_degree``, ``leaf``, ``farness`` and ``centroid``: where the node sits in the
+  tree and in weight space (bases have many children and sit at the centre of stars);
+- ``time_order``: creation times moving forward along the edges (0 when unknown).
+
+A log-linear model over the candidate roots, its weights fitted on development zoos by
+``bench/fit_lineage.py`` and shipped in ``scorer.json``, turns the features into a
+posterior over roots. An edge's direction probability is the posterior mass on its
+parent's side; ``calibrate`` maps it to a confidence measured on development zoos.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import NamedTuple
+
+import numpy as np
+
+from heritage.fingerprint import Fingerprint
+from heritage.lineage.tree import TreeEdge
+
+__all__ = [
+    "FEATURES",
+    "FamilyTree",
+    "OrientedEdge",
+    "Orientation",
+    "Scorer",
+    "load_scorer",
+    "orient",
+    "progress_stats",
+    "root_features",
+]
+
+STATS = ("rms", "kurtosis", "spread", "top_sv", "entropy", "rownorm_cv")
+FEATURES = (
+    "consistency",
+    *(f"sign_{s}" for s in STATS),
+    "log_degree",
+    "leaf",
+    "farness",
+    "centroid",
+    "time_order",
+)
+
+
+def _batch_stats(values: np.ndarray) -> np.ndarray:
+    """Statistics that drift with training, for a stack of samples (models, rows, cols)."""
+    v = np.nan_to_num(values.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    n = v.shape[0]
+    flat = v.reshape(n, -1)
+    c = flat - flat.mean(axis=1, keepdims=True)
+    c2 = c * c
+    var = c2.mean(axis=1)
+    safe = np.where(var > 0, var, 1.0)
+    cols = [
+        np.sqrt(np.einsum("ij,ij->i", flat, flat) / flat.shape[1]),
+        np.where(var > 0, np.einsum("ij,ij->i", c2, c2) / c2.shape[1] / safe**2 - 3.0, 0.0),
+        np.where(var > 0, np.abs(c).mean(axis=1) / np.sqrt(safe), 0.0),
+    ]
+    if v.ndim == 3 and v.shape[1] > 1 and v.shape[2] > 1:
+        centred = c.reshape(v.shape)
+        small = centred if v.shape[1] <= v.shape[2] else centred.transpose(0, 2, 1)
+        eig = np.clip(np.linalg.eigvalsh(small @ small.transpose(0, 2, 1)), 0.0, None)[:, ::-1]
+        e = eig / np.maximum(eig.sum(axis=1, keepdims=True), 1e-30)
+        rn = np.sqrt(np.einsum("ijk,ijk->ij", v, v))
+        cols += [
+            e[:, 0],
+            -(e * np.log(e + 1e-30)).sum(axis=1),
+            rn.std(axis=1) / np.maximum(rn.mean(axis=1), 1e-30),
+        ]
+    return np.stack(cols, axis=1)
+
+
+def progress_stats(fps: Sequence[Fingerprint]) -> tuple[np.ndarray, np.ndarray]:
+    """Per model, training-progress statistics of every float tensor all share.
+
+    Returns the (models, statistics) matrix and, per column, the index into ``STATS``.
+    """
+    first = fps[0]
+    names = [
+        n
+        for n, t in sorted(first.tensors.items())
+        if t.is_float
+        and t.values.size >= 8
+        and all(n in fp.tensors and fp.tensors[n].values.shape == t.values.shape for fp in fps)
+        and all(np.array_equal(fp.tensors[n].rows, t.rows) for fp in fps)
+    ]
+    blocks, kinds = [], []
+    for n in names:
+        b = _batch_stats(np.stack([fp.tensors[n].values for fp in fps]))
+        blocks.append(b)
+        kinds.extend(range(b.shape[1]))
+    if not blocks:
+        return np.zeros((len(fps), 0)), np.zeros(0, dtype=np.int64)
+    return np.concatenate(blocks, axis=1), np.asarray(kinds, dtype=np.int64)
+
+
+@dataclass
+class FamilyTree:
+    """A family's fine-tune tree still to be oriented (indices local to ``nodes``)."""
+
+    ids: list[str]  # model ids, for reports only: nothing here reads them
+    edges: list[TreeEdge]  # undirected, local indices
+    stats: np.ndarray  # (n, S) progress statistics
+    kinds: np.ndarray  # (S,) statistic kind per column
+    centroid: np.ndarray  # (n,) distance of each node's evidence from the family's mean
+    times: np.ndarray  # (n,) creation times, nan when unknown
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+
+class _Rooted(NamedTuple):
+    order: np.ndarray  # BFS order from the root
+    parent: np.ndarray  # parent per node (-1 for the root)
+    pdist: np.ndarray  # distance to the parent
+
+
+def _root_at(n: int, edges: Sequence[TreeEdge], root: int) -> _Rooted:
+    adj: list[list[tuple[int, float]]] = [[] for _ in range(n)]
+    for a, b, d in edges:
+        adj[a].append((b, d))
+        adj[b].append((a, d))
+    parent = np.full(n, -1)
+    pdist = np.zeros(n)
+    order = [root]
+    seen = np.zeros(n, dtype=bool)
+    seen[root] = True
+    k = 0
+    while k < len(order):
+        v = order[k]
+        k += 1
+        for w, d in adj[v]:
+            if not seen[w]:
+                seen[w] = True
+                parent[w] = v
+                pdist[w] = d
+                order.append(w)
+    return _Rooted(np.asarray(order), parent, pdist)
+
+
+def root_features(tree: FamilyTree) -> np.ndarray:
+    """(n, len(FEATURES)): every node's features as the family's root."""
+    n = tree.n
+    out = np.zeros((n, len(FEATURES)))
+    if n < 2:
+        return out
+    ref = _root_at(n, tree.edges, 0)
+    e = n - 1
+    child = ref.order[1:]
+    par = ref.parent[child]
+    # per edge, oriented reference-parent -> child: the change of every statistic
+    signs = np.sign(tree.stats[child] - tree.stats[par])  # (E, S)
+    kinds = tree.kinds
+    per_kind = np.zeros((e, len(STATS)))
+    if signs.size:
+        for k in range(len(STATS)):
+            cols = kinds == k
+            if cols.any():
+                per_kind[:, k] = signs[:, cols].mean(axis=1)
+    dt = tree.times[child] - tree.times[par]
+    tsign = np.where(np.isfinite(dt), np.sign(np.nan_to_num(dt)), 0.0)
+    edge_vals = np.concatenate([signs, per_kind, tsign[:, None]], axis=1)  # (E, S + K + 1)
+    # sum over the path from the reference root to each node: read from root r, the
+    # edges on that path run the other way, so the oriented sum is total - 2 * path
+    path = np.zeros((n, edge_vals.shape[1]))
+    for k, v in enumerate(child):
+        path[v] = path[ref.parent[v]] + edge_vals[k]
+    oriented = edge_vals.sum(axis=0)[None, :] - 2.0 * path
+    s = signs.shape[1]
+    if s:
+        out[:, 0] = np.abs(oriented[:, :s]).mean(axis=1) / e
+    out[:, 1 : 1 + len(STATS)] = oriented[:, s : s + len(STATS)] / e
+    col = 1 + len(STATS)
+    deg = np.zeros(n)
+    for a, b, _ in tree.edges:
+        deg[a] += 1
+        deg[b] += 1
+    out[:, col] = np.log(deg)
+    out[:, col + 1] = (deg == 1) & (n > 2)
+    # farness: sum of tree distances to every node, re-rooted edge by edge
+    size = np.ones(n)
+    for v in ref.order[::-1][:-1]:
+        size[ref.parent[v]] += size[v]
+    depth = np.zeros(n)
+    for v in child:
+        depth[v] = depth[ref.parent[v]] + ref.pdist[v]
+    far = np.zeros(n)
+    far[0] = depth.sum()
+    for v in child:
+        far[v] = far[ref.parent[v]] + ref.pdist[v] * (n - 2 * size[v])
+    scale = max(float(np.median([d for *_, d in tree.edges])), 1e-12) * n
+    out[:, col + 2] = (far - far.min()) / scale
+    off = tree.centroid
+    out[:, col + 3] = off / max(float(off.mean()), 1e-12)
+    out[:, col + 4] = oriented[:, -1] / e
+    return out
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """Fitted weights of the root model and the confidence maps (see ``scorer.json``)."""
+
+    coef: np.ndarray  # one weight per FEATURES entry
+    # isotonic maps, as (x thresholds, y values), from an edge's direction probability to
+    # the measured share of such edges that are right as directed / right either way round
+    edge_map: tuple[np.ndarray, np.ndarray]
+    direction_map: tuple[np.ndarray, np.ndarray]
+    uncertain_below: float  # direction accuracy below which an edge is "uncertain"
+    fitted_on: str
+
+    @staticmethod
+    def from_dict(d: dict) -> Scorer:
+        coef = np.array([d["coef"].get(f, 0.0) for f in FEATURES])
+        em, dm = d["edge_map"], d["direction_map"]
+        return Scorer(
+            coef,
+            (np.asarray(em["x"]), np.asarray(em["y"])),
+            (np.asarray(dm["x"]), np.asarray(dm["y"])),
+            float(d["uncertain_below"]),
+            d.get("fitted_on", ""),
+        )
+
+
+@cache
+def load_scorer() -> Scorer:
+    """The scorer shipped with the package (heritage/lineage/scorer.json)."""
+    text = resources.files("heritage.lineage").joinpath("scorer.json").read_text()
+    return Scorer.from_dict(json.loads(text))
+
+
+class OrientedEdge(NamedTuple):
+    parent: int  # local indices
+    child: int
+    distance: float
+    probability: float  # posterior mass of the root on the parent's side
+
+
+class Orientation(NamedTuple):
+    root: int
+    root_probability: float
+    edges: list[OrientedEdge]
+
+
+def root_posterior(features: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    s = features @ coef
+    s = s - s.max()
+    p = np.exp(s)
+    return p / p.sum()
+
+
+def orient(tree: FamilyTree, scorer: Scorer) -> Orientation:
+    """The likeliest root (ties to the first in content order) and every edge from it."""
+    n = tree.n
+    if n == 1:
+        return Orientation(0, 1.0, [])
+    post = root_posterior(root_features(tree), scorer.coef)
+    root = int(np.argmax(post))
+    rooted = _root_at(n, tree.edges, root)
+    below = post.copy()
+    for v in rooted.order[::-1][:-1]:
+        below[rooted.parent[v]] += below[v]
+    edges = [
+        OrientedEdge(int(rooted.parent[v]), int(v), float(rooted.pdist[v]), float(1.0 - below[v]))
+        for v in rooted.order[1:]
+    ]
+    return Orientation(root, float(post[root]), sorted(edges))
+
+
+def calibrate(probability: float, mapping: tuple[np.ndarray, np.ndarray]) -> float:
+    x, y = mapping
+    if not len(x):
+        return probability
+    return float(np.interp(probability, x, y))
