@@ -1,142 +1,231 @@
-"""Lineage accuracy on the zoo, side by side with MoTHer, and scaling on synthetic prints.
+"""Lineage accuracy on zoos, side by side with a plain MST and MoTHer, and scaling.
 
-    python bench/lineage.py [--size small medium] [--seed 0 1 2 3] [--zoo DIR ...]
-                            [--scaling 100 1000 10000]
+    python bench/lineage.py --zoo DIR [DIR ...] [--scaling 100 1000] [--shapes]
 
-Zoos are built on first use into .cache/zoo-<size>-seed<seed> (a medium zoo takes minutes).
-
-For each zoo it prints directed-edge precision/recall/F1, family ARI, root accuracy,
-relation accuracy, merge recall, cross-family edges and copies found, for:
-  ours (weights only)   names replaced by hashes, no times, no cards
-  ours (+upload times)  the same, plus creation times in truth order
-  ours (full weights)   weights only, every entry of every tensor instead of the sample
-  MoTHer (full weights) the published method with lambda 0.3 and Ward with the true K
-and the calibration of our confidences. Not a timed test: figures go into README.
+For each zoo (names hashed, no cards) it prints directed-edge precision/recall/F1, the
+undirected F1, family ARI, root accuracy, relation accuracy, merge recall, cross-family
+edges and copies found, for:
+  ours (weights only)    no times
+  ours (+upload times)   creation times in truth order
+  plain MST              minimum spanning tree inside each of our families (undirected only)
+  MoTHer (full weights)  the published method (lambda 0.3, true K), both kurtosis directions;
+                         the better one is "MoTHer"; merges and copies: n/a (not output)
+then, over all zoos: mean and worst F1, two-model families, relation accuracy per kind,
+and the reliability of our confidences per decile. ``--shapes`` runs the synthetic star
+of 1,000 and forest of 2,000 (w' = 1.01 w + noise). Not a timed test: figures go into
+README, each with the zoos it was measured on.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
+import sys
 import time
 from pathlib import Path
 
+import networkx as nx
 import numpy as np
 
-from heritage.fingerprint import Fingerprint, FingerprintSettings, TensorPrint, fingerprint
-from heritage.formats import open_checkpoint
-from heritage.lineage import (
-    LineageSettings,
-    ModelInput,
-    TruthModel,
-    architecture_key,
-    recover_lineage,
-    score,
+from heritage.fingerprint import Fingerprint, TensorPrint
+from heritage.lineage import LineageSettings, ModelInput, recover_lineage, score
+from heritage.lineage.engine import plan_lineage
+from heritage.lineage.evidence import architecture_key, build_evidence
+from heritage.lineage.metrics import Scores, reliability
+from heritage.lineage.mother import mother_both
+from heritage.lineage.types import Direction
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from zoodata import ZooData, duplicate_classes, load_zoo  # noqa: E402
+
+HEADER = (
+    "| zoo | method | precision | recall | F1 | undirected F1 | family ARI | root acc |"
+    " relation acc | merge recall | cross-family edges | copies found | time (s) |"
 )
-from heritage.lineage.mother import mother
-from heritage.zoo import load_truth
-from heritage.zoo.cache import cached_zoo
-
-FULL = FingerprintSettings(rows=10**9, cols=10**9)
 
 
-def _hash(location: str) -> str:
-    return "m-" + hashlib.sha256(location.encode()).hexdigest()[:12]
+def _f(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
 
 
-def _row(label: str, s, secs: float) -> str:
-    r = s.as_row()
+def _row(
+    zoo: str, label: str, s: Scores, secs: float, directed: bool = True, copies: bool = True
+) -> str:
     return (
-        f"| {label} | {r['precision']:.3f} | {r['recall']:.3f} | {r['f1']:.3f} | "
-        f"{r['family_ari']:.3f} | {r['root_acc']:.3f} | {r['relation_acc']:.3f} | "
-        f"{r['merge_recall']:.3f} | {r['cross_family_edges']} | {r['copies_found']:.3f} | "
-        f"{secs:.2f} |"
+        f"| {zoo} | {label} | {_f(s.precision if directed else None)} | "
+        f"{_f(s.recall if directed else None)} | {_f(s.f1 if directed else None)} | "
+        f"{s.undirected_f1:.3f} | {s.family_ari:.3f} | {_f(s.root_accuracy if directed else None)} | "
+        f"{_f(s.relation_accuracy if copies else None)} | {_f(s.merge_recall if copies else None)} | "
+        f"{s.cross_family_edges} | {_f(s.copies_found if copies else None)} | {secs:.2f} |"
     )
 
 
-def run_zoo(size: str, seed: int, root: Path | None = None) -> None:
-    root = root or cached_zoo(size=size, seed=seed)
-    truth = load_truth(root)
-    records = truth["models"]
-    hashed = {m["location"]: _hash(m["location"]) for m in records}
-    tm = {
-        hashed[m["location"]]: TruthModel(
-            hashed[m["location"]],
-            tuple(hashed[p] for p in m["parents"]),
-            m["relation"],
-            m["family"],
-        )
-        for m in records
-    }
-    t0 = time.perf_counter()
-    prints: dict[str, Fingerprint] = {}
-    full: dict[str, Fingerprint] = {}
-    for m in records:
-        with open_checkpoint(root / m["location"]) as ckpt:
-            prints[hashed[m["location"]]] = fingerprint(ckpt)
-            full[hashed[m["location"]]] = fingerprint(ckpt, FULL)
-    read_s = time.perf_counter() - t0
-    fp_bytes = np.mean([fp.nbytes for fp in prints.values()])
-    full_bytes = np.mean([fp.nbytes for fp in full.values()])
-    order = {hashed[m["location"]]: k for k, m in enumerate(records)}  # parents come first
+def plain_mst(zoo: ZooData) -> nx.DiGraph:
+    """A minimum spanning tree inside each of our families, on the same evidence."""
+    families = nx.DiGraph()
+    plan_lineage(
+        [ModelInput(i, fp) for i, fp in zoo.prints.items()],
+        LineageSettings(use_times=False),
+        families,
+    )
+    groups: dict[str, list[str]] = {}
+    for i, fp in zoo.prints.items():
+        groups.setdefault(architecture_key(fp), []).append(i)
+    g = nx.DiGraph()
+    for ids in groups.values():
+        ids = sorted(ids)
+        x = build_evidence([zoo.prints[i] for i in ids]).unit
+        full = nx.Graph()
+        for a, i in enumerate(ids):
+            g.add_node(i, family=families.nodes[i]["family"])
+            full.add_node(i)
+            for b in range(a + 1, len(ids)):
+                if families.nodes[i]["family"] == families.nodes[ids[b]]["family"]:
+                    full.add_edge(i, ids[b], weight=float(np.linalg.norm(x[a] - x[b])))
+        for a, b in nx.minimum_spanning_tree(full).edges:
+            g.add_edge(a, b, relation="finetune", confidence=1.0)
+    return g
 
-    print(f"\n### zoo {size}, seed {seed}: {len(records)} models ({root})")
-    print(
-        f"fingerprint {fp_bytes / 1024:.1f} KB/model (full weights {full_bytes / 1024:.1f} KB); read {read_s:.1f} s"
-    )
-    print(
-        "| method | precision | recall | F1 | family ARI | root acc | relation acc | merge recall | cross-family edges | copies found | time (s) |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+
+def run_zoo(zoo: ZooData, full: ZooData | None, totals: dict) -> None:
+    label = zoo.label
+    n_fams = len({m.family for m in zoo.truth.values()})
+    print(f"\n### {label}: {len(zoo.truth)} models, {n_fams} families ({zoo.folder})")
+    print(HEADER)
+    print("|" + "---|" * 13)
     runs = [
         (
             "ours (weights only)",
-            [ModelInput(i, fp) for i, fp in prints.items()],
+            [ModelInput(i, fp) for i, fp in zoo.prints.items()],
             LineageSettings(use_times=False),
         ),
         (
             "ours (+upload times)",
-            [ModelInput(i, fp, float(order[i])) for i, fp in prints.items()],
+            [ModelInput(i, fp, float(zoo.order[i])) for i, fp in zoo.prints.items()],
             LineageSettings(),
         ),
-        (
-            "ours (full weights)",
-            [ModelInput(i, fp) for i, fp in full.items()],
-            LineageSettings(use_times=False),
-        ),
     ]
-    calibration = None
-    for label, inputs, settings in runs:
+    for name, inputs, settings in runs:
         t0 = time.perf_counter()
         graph = recover_lineage(inputs, settings)
         secs = time.perf_counter() - t0
-        s = score(graph, tm)
-        calibration = calibration or s.calibration
-        print(_row(label, s, secs))
-    # MoTHer: per architecture group, full weights, the true number of families
+        s = score(graph, zoo.truth)
+        print(_row(label, name, s, secs))
+        totals.setdefault(name, []).append((label, s, secs))
+        if name == "ours (weights only)":
+            _two_model(zoo, graph, totals)
     t0 = time.perf_counter()
-    import networkx as nx
+    s = score(plain_mst(zoo), zoo.truth)
+    print(_row(label, "plain MST", s, time.perf_counter() - t0, directed=False, copies=False))
+    totals.setdefault("plain MST", []).append((label, s, 0.0))
+    if full is not None:
+        t0 = time.perf_counter()
+        graphs = {"decreasing": nx.DiGraph(), "increasing": nx.DiGraph()}
+        groups: dict[str, list[str]] = {}
+        for i, fp in full.prints.items():
+            groups.setdefault(architecture_key(fp), []).append(i)
+        for k, ids in enumerate(groups.values()):
+            res = mother_both(
+                {i: full.prints[i] for i in ids},
+                len({zoo.truth[i].family for i in ids}),
+                prefix=f"g{k}",
+            )
+            graphs["decreasing"].update(res.decreasing)
+            graphs["increasing"].update(res.increasing)
+        secs = time.perf_counter() - t0
+        scored = {d: score(g, zoo.truth) for d, g in graphs.items()}
+        best = max(scored, key=lambda d: scored[d].f1)
+        totals.setdefault("MoTHer", []).append((label, scored[best], secs))
+        for d in ("decreasing", "increasing"):
+            tag = "MoTHer" if d == best else "MoTHer, other direction"
+            print(_row(label, f"{tag} (kurtosis {d})", scored[d], secs, copies=False))
 
-    combined = nx.DiGraph()
-    groups: dict[str, list[str]] = {}
-    for i, fp in full.items():
-        groups.setdefault(architecture_key(fp), []).append(i)
-    for ids in groups.values():
-        weights = {
-            i: {
-                n: t.values.reshape(t.shape)
-                for n, t in full[i].tensors.items()
-                if len(t.shape) == 2
-            }
-            for i in ids
+
+def _two_model(zoo: ZooData, graph: nx.DiGraph, totals: dict) -> None:
+    """Families of exactly two distinct models: right, uncertain, or wrong (and how sure)."""
+    cls = duplicate_classes(zoo.truth)
+    fams: dict[str, set[str]] = {}
+    for m in zoo.truth.values():
+        fams.setdefault(m.family, set()).add(cls[m.id])
+    out = totals.setdefault("two-model", [])
+    for members in fams.values():
+        if len(members) != 2:
+            continue
+        a, b = sorted(members)
+        truth = {
+            (cls[p], cls[m.id])
+            for m in zoo.truth.values()
+            for p in m.parents
+            if cls[m.id] in members
         }
-        k = len({tm[i].family for i in ids})
-        combined.update(mother(weights, k, prefix=f"mother-{len(combined)}"))
-    s = score(combined, tm)
-    print(_row("MoTHer (full weights)", s, time.perf_counter() - t0))
-    print("\ncalibration of ours (weights only): confidence bucket -> edges, accuracy")
-    for bucket, (n, acc) in (calibration or {}).items():
-        print(f"  {bucket:>6}: {n:4d} edges, {acc:.3f} right")
+        edges = [(u, v, d) for u, v, d in graph.edges(data=True) if {cls[u], cls[v]} == {a, b}]
+        if not edges:
+            out.append(("missing", 0.0))
+            continue
+        u, v, d = edges[0]
+        if d.get("direction") == Direction.UNCERTAIN:
+            out.append(("uncertain", d["confidence"]))
+        else:
+            out.append(("right" if (cls[u], cls[v]) in truth else "wrong", d["confidence"]))
+
+
+def summary(totals: dict) -> None:
+    print("\n### summary over all zoos")
+    print("| method | zoos | mean F1 | worst F1 | mean undirected F1 | worst ARI |")
+    print("|---|---|---|---|---|---|")
+    for name in ("ours (weights only)", "ours (+upload times)", "plain MST", "MoTHer"):
+        rows = totals.get(name, [])
+        if not rows:
+            continue
+        f1 = [s.f1 for _, s, _ in rows]
+        uf = [s.undirected_f1 for _, s, _ in rows]
+        directed = name != "plain MST"
+        print(
+            f"| {name} | {len(rows)} | {_f(np.mean(f1) if directed else None)} | "
+            f"{_f(min(f1) if directed else None)} | {np.mean(uf):.3f} | {min(s.family_ari for _, s, _ in rows):.3f} |"
+        )
+    ours = totals.get("ours (weights only)", [])
+    mst = {lab: s for lab, s, _ in totals.get("plain MST", [])}
+    below = [
+        (lab, s.undirected_f1, mst[lab].undirected_f1)
+        for lab, s, _ in ours
+        if s.undirected_f1 < mst[lab].undirected_f1 - 1e-9
+    ]
+    print(f"\nzoos where ours is below the plain MST on undirected edges: {len(below)} {below}")
+    print(
+        f"ours, weights only: lineage time per zoo {min(t for *_, t in ours):.2f}-{max(t for *_, t in ours):.2f} s"
+    )
+    two = totals.get("two-model", [])
+    if two:
+        kinds = {
+            k: sum(1 for x, _ in two if x == k) for k in ("right", "uncertain", "wrong", "missing")
+        }
+        wrong_high = sum(1 for x, c in two if x == "wrong" and c > 0.6)
+        print(
+            f"two-model families: {len(two)}; right {kinds['right']}, uncertain {kinds['uncertain']}, "
+            f"wrong {kinds['wrong']} ({wrong_high} stated above 0.6), missing {kinds['missing']}; "
+            f"right or uncertain {(kinds['right'] + kinds['uncertain']) / len(two):.3f}"
+        )
+    by_kind: dict[str, list[tuple[int, float]]] = {}
+    for _, s, _ in ours:
+        for k, v in s.relation_by_kind.items():
+            by_kind.setdefault(k, []).append(v)
+    print(
+        "relation accuracy per true kind (edges found either way round): "
+        + ", ".join(
+            f"{k} {sum(n * a for n, a in v) / max(sum(n for n, _ in v), 1):.3f} ({sum(n for n, _ in v)})"
+            for k, v in sorted(by_kind.items())
+        )
+    )
+    outcomes = [o for _, s, _ in ours for o in s.outcomes]
+    print("\nreliability of ours (weights only), pooled: decile | edges | stated | right | gap")
+    for lo, hi, n, stated, right in reliability(outcomes):
+        flag = "" if n < 20 or abs(stated - right) <= 0.05 else "  <-- off by more than 0.05"
+        print(
+            f"  [{lo:.1f}, {hi:.1f}) | {n:5d} | {stated:.3f} | {right:.3f} | {right - stated:+.3f}{flag}"
+        )
+    top = [r for c, r in outcomes if c >= 0.9]
+    if top:
+        print(f"edges stated >= 0.9: {len(top)}, right {np.mean(top):.3f}")
 
 
 def synthetic_prints(
@@ -191,22 +280,79 @@ def run_scaling(sizes: list[int], merge_share: float = 0.05) -> None:
         print(f"| {n} | {time.perf_counter() - t0:.2f} |", flush=True)
 
 
+def shape_prints(kind: str, n: int, seed: int = 0) -> tuple[list[ModelInput], dict[str, str]]:
+    """The issue's synthetic shapes: w' = 1.01 w + N(0, 0.004^2) over 4 matrices of 8
+    sampled rows x 128 columns; a star of one base and n - 1 children, or a forest of
+    random trees in families of 100. Returns the inputs and each child's true parent."""
+    rng = np.random.default_rng(seed)
+    weights: dict[str, list[np.ndarray]] = {}
+    parent: dict[str, str] = {}
+    fams = 1 if kind == "star" else max(1, n // 100)
+    per = n if kind == "star" else 100
+    for f in range(fams):
+        names = [f"f{f}-0"]
+        weights[names[0]] = [
+            rng.standard_normal((8, 128)).astype(np.float32) * 0.1 for _ in range(4)
+        ]
+        for i in range(1, per):
+            p = names[0] if kind == "star" else names[int(rng.integers(len(names)))]
+            name = f"f{f}-{i}"
+            weights[name] = [
+                (1.01 * w + rng.normal(0, 0.004, w.shape)).astype(np.float32) for w in weights[p]
+            ]
+            parent[name] = p
+            names.append(name)
+    inputs = []
+    for name, ws in weights.items():
+        tensors = {
+            f"layers.{j}.w": TensorPrint(
+                f"layers.{j}.w", "F32", (512, 512), np.arange(8), (0, 128), w
+            )
+            for j, w in enumerate(ws)
+        }
+        inputs.append(ModelInput(name, Fingerprint(tensors)))
+    return inputs, parent
+
+
+def run_shapes() -> None:
+    print("\n### synthetic shapes (w' = 1.01 w + noise; not training data for the fit)")
+    print("| shape | models | directed right | undirected right | uncertain edges | time (s) |")
+    print("|---|---|---|---|---|---|")
+    for kind, n in (("star", 1000), ("forest", 2000)):
+        inputs, parent = shape_prints(kind, n)
+        t0 = time.perf_counter()
+        g = recover_lineage(inputs, LineageSettings(use_times=False))
+        secs = time.perf_counter() - t0
+        directed = sum(1 for u, v in g.edges if parent.get(v) == u) / len(parent)
+        undirected = sum(1 for u, v in g.edges if parent.get(v) == u or parent.get(u) == v) / len(
+            parent
+        )
+        unsure = sum(1 for *_, d in g.edges(data=True) if d.get("direction") == Direction.UNCERTAIN)
+        print(
+            f"| {kind} | {n} | {directed:.3f} | {undirected:.3f} | {unsure} | {secs:.2f} |",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", nargs="*", default=["small", "medium"])
-    parser.add_argument("--seed", type=int, nargs="*", default=[0], help="zoo seeds to run")
-    parser.add_argument("--scaling", nargs="*", type=int, default=[100, 1000, 10000])
-    parser.add_argument("--zoo", type=Path, nargs="*", default=[], help="extra zoo folders")
+    parser.add_argument("--zoo", type=Path, nargs="*", default=[], help="zoo folders")
+    parser.add_argument("--scaling", nargs="*", type=int, default=[])
+    parser.add_argument("--shapes", action="store_true", help="the synthetic star and forest")
+    parser.add_argument("--no-mother", action="store_true", help="skip MoTHer (reads full weights)")
     parser.add_argument(
         "--merge-share", type=float, default=0.05, help="share of merges in the scaling prints"
     )
     args = parser.parse_args()
-    for size in args.size:
-        for seed in args.seed:
-            run_zoo(size, seed)
+    totals: dict = {}
     for folder in args.zoo:
-        truth = load_truth(folder)
-        run_zoo(truth["size"], truth["seed"], folder)
+        zoo = load_zoo(folder)
+        full = None if args.no_mother else load_zoo(folder, full=True)
+        run_zoo(zoo, full, totals)
+    if args.zoo:
+        summary(totals)
+    if args.shapes:
+        run_shapes()
     if args.scaling:
         run_scaling(args.scaling, args.merge_share)
 

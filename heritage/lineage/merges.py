@@ -28,47 +28,59 @@ class Merge(NamedTuple):
     distances: tuple[float, ...]  # child to each parent
 
 
-def affine_fit(gram: np.ndarray) -> tuple[np.ndarray, float]:
-    """Weights w (summing to 1) minimising |c - sum w_i p_i| and the residual norm, from
-    the Gram matrix of the differences p_i - c."""
-    ones = np.ones(len(gram))
-    try:
-        u = np.linalg.solve(gram, ones)
-    except np.linalg.LinAlgError:
-        return np.full(len(gram), np.nan), np.inf
-    total = float(ones @ u)
-    if not np.isfinite(total) or total <= 0:
-        return np.full(len(gram), np.nan), np.inf
-    return u / total, float(np.sqrt(1.0 / total))
+def affine_fit(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weights w (summing to 1) minimising |c - sum w_i p_i|, and the residual norm, for
+    each stacked Gram matrix (..., k, k) of the differences p_i - c."""
+    ones = np.ones(gram.shape[:-1])
+    with np.errstate(all="ignore"):
+        ok = np.abs(np.linalg.det(gram)) > 1e-30
+        safe = np.where(ok[..., None, None], gram, np.eye(gram.shape[-1]))
+        u = np.linalg.solve(safe, ones[..., None])[..., 0]
+        total = u.sum(axis=-1)
+        ok &= np.isfinite(total) & (total > 0)
+        w = np.where(ok[..., None], u / np.where(ok, total, 1.0)[..., None], np.nan)
+        resid = np.where(ok, np.sqrt(1.0 / np.where(ok, total, 1.0)), np.inf)
+    return w, resid
 
 
-def _candidate_fit(
-    c: int, pool: Sequence[int], gram: np.ndarray, combo: tuple[int, ...], residual_limit: float
-) -> Merge | None:
-    w, resid = affine_fit(gram[np.ix_(combo, combo)])
-    if not np.all(np.isfinite(w)):
-        return None
-    positive = [k for k in range(len(combo)) if w[k] > 0.02]
-    negative = [k for k in range(len(combo)) if w[k] <= 0.02]
-    if len(combo) == 2:
-        if negative:  # a pair must straddle the child
-            return None
-    elif len(negative) > 1 or len(positive) < 2 or any(w[k] < -1.5 for k in negative):
-        return None  # three points: at most the base below zero (task arithmetic)
-    d = [float(np.sqrt(max(gram[combo[k], combo[k]], 0.0))) for k in positive]
-    if min(d) <= 0:
-        return None
-    ratio = resid / min(d)
-    if ratio >= residual_limit:
-        return None
-    order = sorted(range(len(positive)), key=lambda k: (d[k], pool[combo[positive[k]]]))
-    return Merge(
-        c,
-        tuple(pool[combo[positive[k]]] for k in order),
-        tuple(float(w[positive[k]]) for k in order),
-        ratio,
-        tuple(d[k] for k in order),
-    )
+def _fits(
+    c: int, pool: Sequence[int], gram: np.ndarray, size: int, residual_limit: float
+) -> list[Merge]:
+    """Every acceptable fit of ``c`` from ``size`` members of ``pool``."""
+    combos = np.array(list(itertools.combinations(range(len(pool)), size)))
+    if not len(combos):
+        return []
+    grams = gram[combos[:, :, None], combos[:, None, :]]
+    weights, resid = affine_fit(grams)
+    diag = np.sqrt(np.maximum(np.diagonal(grams, axis1=1, axis2=2), 0.0))
+    out = []
+    for k in np.flatnonzero(np.isfinite(resid)):
+        w, combo = weights[k], combos[k]
+        positive = [i for i in range(size) if w[i] > 0.02]
+        negative = [i for i in range(size) if w[i] <= 0.02]
+        if size == 2:
+            if negative:  # a pair must straddle the child
+                continue
+        elif len(negative) > 1 or len(positive) < 2 or any(w[i] < -1.5 for i in negative):
+            continue  # three points: at most the base below zero (task arithmetic)
+        d = [float(diag[k, i]) for i in positive]
+        if min(d) <= 0 or resid[k] / min(d) >= residual_limit:
+            continue
+        order = sorted(range(len(positive)), key=lambda i: (d[i], pool[combo[positive[i]]]))
+        out.append(
+            Merge(
+                c,
+                tuple(pool[combo[positive[i]]] for i in order),
+                tuple(float(w[positive[i]]) for i in order),
+                float(resid[k] / min(d)),
+                tuple(d[i] for i in order),
+            )
+        )
+    return out
+
+
+def _rank(m: Merge) -> tuple[float, tuple[int, ...]]:
+    return (m.residual, m.parents)
 
 
 def find_merges(
@@ -92,16 +104,8 @@ def find_merges(
             continue
         v = x[pool] - x[c]
         gram = v @ v.T
-        best2 = None
-        for combo in itertools.combinations(range(len(pool)), 2):
-            m = _candidate_fit(c, pool, gram, combo, residual_limit)
-            if m is not None and (best2 is None or m.residual < best2.residual):
-                best2 = m
-        best3 = None
-        for combo in itertools.combinations(range(len(pool)), 3):
-            m = _candidate_fit(c, pool, gram, combo, residual_limit)
-            if m is not None and (best3 is None or m.residual < best3.residual):
-                best3 = m
+        best2 = min(_fits(c, pool, gram, 2, residual_limit), key=_rank, default=None)
+        best3 = min(_fits(c, pool, gram, 3, residual_limit), key=_rank, default=None)
         best = best2
         if best3 is not None and (best2 is None or best3.residual < 0.5 * best2.residual):
             best = best3

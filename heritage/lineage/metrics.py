@@ -7,7 +7,7 @@ duplicate classes: an edge counts as right when its ends are in the right classe
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import networkx as nx
 import numpy as np
@@ -33,6 +33,11 @@ class Scores:
     cross_family_edges: int
     copies_found: float  # duplicates and quantized copies attached to the right source
     calibration: dict[str, tuple[int, float]]  # confidence bucket -> (edges, accuracy)
+    undirected_f1: float = 0.0  # edges right either way round
+    # true relation -> (edges found either way round, share given that relation)
+    relation_by_kind: dict[str, tuple[int, float]] = field(default_factory=dict)
+    # every predicted edge: (stated confidence, right as directed)
+    outcomes: list[tuple[float, bool]] = field(default_factory=list)
 
     def as_row(self) -> dict[str, float]:
         return {
@@ -45,6 +50,7 @@ class Scores:
             "merge_recall": self.merge_recall,
             "cross_family_edges": self.cross_family_edges,
             "copies_found": self.copies_found,
+            "undirected_f1": self.undirected_f1,
         }
 
 
@@ -111,10 +117,18 @@ def score(graph: nx.DiGraph, truth: Mapping[str, TruthModel]) -> Scores:
     true_roots = {cls[m.id] for m in truth.values() if m.relation == "root"}
     pred_roots = {cls[n] for n in graph.nodes if graph.in_degree(n) == 0}
     root_acc = len(true_roots & pred_roots) / len(true_roots) if true_roots else 1.0
-    relation_ok = [
-        pred[k][0] == true_edges[k] or _same_kind(pred[k][0], true_edges[k]) for k in hits
-    ]
+    relation_ok = [pred[k][0] == true_edges[k] for k in hits]
     relation_acc = float(np.mean(relation_ok)) if relation_ok else 1.0
+    undirected_true = {frozenset(k): r for k, r in true_edges.items() if k[0] != k[1]}
+    undirected_pred = {frozenset(k): r for k, (r, _) in pred.items() if k[0] != k[1]}
+    u_hits = [k for k in undirected_pred if k in undirected_true]
+    up = len(u_hits) / len(undirected_pred) if undirected_pred else 1.0
+    ur = len(u_hits) / len(undirected_true) if undirected_true else 1.0
+    undirected_f1 = 2 * up * ur / (up + ur) if up + ur else 0.0
+    by_kind: dict[str, list[bool]] = {}
+    for k in u_hits:
+        by_kind.setdefault(undirected_true[k], []).append(undirected_pred[k] == undirected_true[k])
+    relation_by_kind = {r: (len(v), float(np.mean(v))) for r, v in sorted(by_kind.items())}
     merges = [m for m in truth.values() if m.relation == "merge"]
     merge_hits = sum(
         all(pred.get((cls[p], cls[m.id]), ("", 0))[0] == "merge" for p in m.parents) for m in merges
@@ -155,9 +169,28 @@ def score(graph: nx.DiGraph, truth: Mapping[str, TruthModel]) -> Scores:
         cross,
         found / len(copies) if copies else 1.0,
         calibration,
+        undirected_f1,
+        relation_by_kind,
+        [(conf, k in true_edges) for k, (_, conf) in pred.items()],
     )
 
 
-def _same_kind(pred: str, true: str) -> bool:
-    # a LoRA merged into the weights is a fine-tune by its weights; both count as training
-    return {pred, true} <= {"finetune", "adapter"}
+def reliability(
+    outcomes: Sequence[tuple[float, bool]], bins: int = 10
+) -> list[tuple[float, float, int, float, float]]:
+    """Per confidence decile: (low, high, edges, mean stated confidence, share right)."""
+    out = []
+    for k in range(bins):
+        lo, hi = k / bins, (k + 1) / bins
+        inside = [(c, r) for c, r in outcomes if lo <= c < hi or (k == bins - 1 and c == 1.0)]
+        if inside:
+            out.append(
+                (
+                    lo,
+                    hi,
+                    len(inside),
+                    float(np.mean([c for c, _ in inside])),
+                    float(np.mean([r for _, r in inside])),
+                )
+            )
+    return out
