@@ -39,7 +39,7 @@ from heritage.lineage.direction import (
 )
 from heritage.lineage.evidence import architecture_key, build_evidence
 from heritage.lineage.kinship import Family, find_families
-from heritage.lineage.merges import find_merges
+from heritage.lineage.merges import find_merges, find_sparse_merges
 from heritage.lineage.neighbours import PairDistances, all_pairs, candidate_pairs, pair_distances
 from heritage.lineage.precision import precision_bits
 from heritage.lineage.tree import TreeEdge, spanning_tree
@@ -163,6 +163,7 @@ def _plan_group(
     zero = [(int(i), int(j)) for (i, j), d in zip(pairs, dist, strict=True) if d == 0]
     family_of = {i: f for f in families for i in f.members}
     near_all = distances.neighbour_lists(set(range(len(models))))
+    exact = [precision_bits(fp) >= 32 for fp in fps]
     plans = []
     for fam in families:
         if graph is not None:
@@ -179,10 +180,13 @@ def _plan_group(
         copies = find_copies(
             fps, fam.members, fam_zero, distances, times, settings.quantized_tolerance
         )
-        core = set(copies.core)
+        sparse = find_sparse_merges(ev.raw, copies.core, exact, distances)
+        sparse_children = {m.child for m in sparse}
+        rest = [i for i in copies.core if i not in sparse_children]
+        core = set(rest)
         near = {v: [(d, u) for d, u in near_all[v] if u in core] for v in core}
-        merges = find_merges(
-            x, copies.core, near, settings.merge_candidates, settings.merge_residual
+        merges = sparse + find_merges(
+            x, rest, near, settings.merge_candidates, settings.merge_residual
         )
         if graph is not None:
             for cp in copies.copies:

@@ -12,12 +12,12 @@ run is not one.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Merge", "affine_fit", "find_merges"]
+__all__ = ["Merge", "affine_fit", "find_merges", "find_sparse_merges"]
 
 
 class Merge(NamedTuple):
@@ -121,3 +121,72 @@ def find_merges(
         children.add(m.child)
         parents.update(m.parents)
     return sorted(accepted, key=lambda m: m.child)
+
+
+def _mode_share(tau_c: np.ndarray, tau_p: np.ndarray) -> tuple[float, float]:
+    """Share of entries where tau_c / tau_p takes its most common value (to 1e-3), and it."""
+    valid = tau_p != 0
+    if not valid.any():
+        return 0.0, 0.0
+    r = tau_c[valid] / tau_p[valid]
+    key = np.round(np.log(np.abs(r) + 1e-300) / 1e-3).astype(np.int64) * np.where(r < 0, -1, 1)
+    values, counts = np.unique(key, return_counts=True)
+    k = int(np.argmax(counts))
+    return float(counts[k]) / len(tau_c), float(np.sign(values[k]) * np.exp(abs(values[k]) * 1e-3))
+
+
+def find_sparse_merges(
+    raw: np.ndarray,
+    core: Sequence[int],
+    exact: Sequence[bool],
+    dist: Callable[[int, int], float],
+    min_share: float = 0.05,
+    probe: int = 2048,
+) -> list[Merge]:
+    """TIES and DARE merges: base + a sparse combination of task vectors.
+
+    Where every merged task vector was trimmed or dropped, the merge equals its base
+    exactly, which training never does to a float32 matrix entry; where a single one
+    survived, the merge's change from the base is that task vector times a constant
+    (its weight, over the density for DARE; 1 for TIES's disjoint mean). A model that
+    equals another on part of its entries, and whose change from it is, on at least
+    ``min_share`` of the changed entries, one constant times another model's change, for
+    at least two models, is their merge. ``exact`` marks the models stored in float32
+    (rounding to fewer bits makes equal entries and ratios common by chance).
+    """
+    core = [i for i in core if exact[i]]
+    if len(core) < 4 or raw.shape[1] == 0:
+        return []
+    cols = np.unique(np.linspace(0, raw.shape[1] - 1, min(probe, raw.shape[1])).astype(int))
+    probe_vals = raw[np.asarray(core)][:, cols]
+    found = []
+    for k, c in enumerate(core):
+        eq = (probe_vals == probe_vals[k]).mean(axis=1)
+        eq[k] = 0.0
+        bases = [core[j] for j in np.argsort(-eq, kind="stable") if 0 < eq[j] < 1][:3]
+        for b in bases:
+            changed = raw[c] != raw[b]
+            if changed.all() or not changed.any():
+                continue
+            tau_c = (raw[c] - raw[b])[changed]
+            parents = []
+            for p in core:
+                if p in (b, c):
+                    continue
+                share, ratio = _mode_share(tau_c, (raw[p] - raw[b])[changed])
+                if share >= min_share:
+                    parents.append((share, p, ratio))
+            if len(parents) >= 2:
+                parents.sort(key=lambda t: (-t[0], t[1]))
+                dists = [dist(c, p) for _, p, _ in parents]
+                found.append(
+                    Merge(
+                        c,
+                        tuple(p for _, p, _ in parents),
+                        tuple(r for _, _, r in parents),
+                        0.0,
+                        tuple(dists),
+                    )
+                )
+                break
+    return found

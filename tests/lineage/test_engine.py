@@ -246,3 +246,22 @@ def test_task_arithmetic_and_three_parent_merges():
     weights = {u: d["weight"] for u, _, d in g.in_edges("three", data=True)}
     assert weights == pytest.approx({"f1": 0.2, "f2": 0.3, "f3": 0.5}, abs=0.01)
     assert all(d["relation"] == "merge" for *_, d in g.in_edges(["arith", "three"], data=True))
+
+
+def test_ties_and_dare_merges_are_found_by_their_exact_entries():
+    rng = np.random.default_rng(8)
+    base = root(80)
+    f1, f2, f3 = finetune(base, 801), finetune(base, 802), finetune(base, 803)
+    dare = {}
+    for k in base:
+        acc = base[k].astype(np.float32).copy()
+        for w, f in ((0.6, f1), (0.8, f2)):
+            keep = rng.random(base[k].shape) < 0.3
+            acc = (acc + w * (f[k] - base[k]) * keep / 0.3).astype(np.float32)
+        dare[k] = acc
+    w = {"base": base, "f1": f1, "f2": f2, "f3": f3, "dare": dare}
+    g = recover_lineage([ModelInput(k, make(v)) for k, v in w.items()])
+    assert {u for u, _ in g.in_edges("dare")} == {"f1", "f2"}
+    assert all(d["relation"] == "merge" for *_, d in g.in_edges("dare", data=True))
+    tree = {frozenset((u, v)) for u, v, d in g.edges(data=True) if d["relation"] != "merge"}
+    assert tree == {frozenset(("base", f)) for f in ("f1", "f2", "f3")}
