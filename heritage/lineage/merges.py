@@ -26,6 +26,7 @@ class Merge(NamedTuple):
     weights: tuple[float, ...]  # their weights in the fit
     residual: float  # residual of the fit / distance to the nearest parent
     distances: tuple[float, ...]  # child to each parent
+    base: int | None = None  # the model the task vectors were taken from (TIES, DARE)
 
 
 def affine_fit(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -186,7 +187,24 @@ def find_sparse_merges(
                         tuple(r for _, _, r in parents),
                         0.0,
                         tuple(dists),
+                        b,
                     )
                 )
                 break
-    return found
+    # a merge and its base read the other way round look alike (each is the other's base
+    # plus the same sparse changes); the base is the one nearer the merged fine-tunes,
+    # which took a single step from it while the merge rescales or sums their changes
+    by_child = {m.child: m for m in found}
+
+    def spread(m: Merge) -> float:
+        return float(np.mean([dist(m.base, p) for p in m.parents]))
+
+    return [
+        m
+        for m in found
+        if not (
+            m.base in by_child
+            and by_child[m.base].base == m.child
+            and (spread(by_child[m.base]), m.base) < (spread(m), m.child)
+        )
+    ]
