@@ -251,7 +251,7 @@ def _edge_key(row: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def diff_edges(old: pl.DataFrame, new: pl.DataFrame) -> EdgeChanges:
-    """Edges added, removed, or whose relation, confidence or weight changed."""
+    """Edges added, removed, or whose relation, direction, confidence or weight changed."""
     a = {_edge_key(r): r for r in old.iter_rows(named=True)}
     b = {_edge_key(r): r for r in new.iter_rows(named=True)}
     changes = EdgeChanges()
@@ -263,6 +263,7 @@ def diff_edges(old: pl.DataFrame, new: pl.DataFrame) -> EdgeChanges:
         x, y = a[k], b[k]
         same = (
             x["relation"] == y["relation"]
+            and x["direction"] == y["direction"]
             and _close(x["confidence"], y["confidence"])
             and _close(x["weight"], y["weight"])
         )

@@ -6,6 +6,7 @@ schema, with a comment on every table and column, lives in ``schema.sql``.
 """
 
 from heritage.index.frames import (
+    SCHEMA_ENUMS,
     TABLES,
     IndexData,
     combined_sha256,
@@ -35,10 +36,12 @@ from heritage.index.store import (
     connect_readonly,
     read_index,
     read_meta,
+    upgrade_index,
     write_index,
 )
 
 __all__ = [
+    "SCHEMA_ENUMS",
     "SCHEMA_VERSION",
     "STORAGE_VERSION",
     "TABLES",
@@ -66,5 +69,6 @@ __all__ = [
     "tensor_rows",
     "tensors_frame",
     "to_timestamp",
+    "upgrade_index",
     "write_index",
 ]

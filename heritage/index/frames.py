@@ -10,9 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -23,6 +25,7 @@ import numpy as np
 import polars as pl
 
 from heritage.fingerprint import Fingerprint, FingerprintSettings, TensorPrint, tensor_stats
+from heritage.lineage.types import Direction, Relation
 from heritage.summary import FileSummary, ModelSummary
 
 # Tables in the order they are written; views and macros live in schema.sql only.
@@ -49,9 +52,27 @@ STAT_COLUMNS = {
 _JSON_COLUMNS = {"models": ("config", "card")}
 
 
+# The enums schema.sql may name in braces: {Relation} is the SQL list of its values,
+# {Relation.text} the same values as prose ("a, b or c").
+SCHEMA_ENUMS: dict[str, type[StrEnum]] = {"Relation": Relation, "Direction": Direction}
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_]\w*)(\.text)?\}")
+
+
+def _enum_values(match: re.Match[str]) -> str:
+    try:
+        values = [str(v) for v in SCHEMA_ENUMS[match.group(1)]]
+    except KeyError:
+        raise ValueError(f"schema.sql: unknown enum placeholder {match.group(0)}") from None
+    if match.group(2):
+        return values[0] if len(values) == 1 else ", ".join(values[:-1]) + " or " + values[-1]
+    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+
+
+@cache
 def schema_sql() -> str:
-    """The DDL of the index (tables, comments, macros, views)."""
-    return resources.files("heritage.index").joinpath("schema.sql").read_text(encoding="utf-8")
+    """The DDL of the index (tables, comments, macros, views), enum values filled in."""
+    text = resources.files("heritage.index").joinpath("schema.sql").read_text(encoding="utf-8")
+    return _PLACEHOLDER.sub(_enum_values, text)
 
 
 @cache
@@ -329,6 +350,8 @@ def edges_frame(graph: nx.DiGraph) -> pl.DataFrame:
             "parent_id": str(u),
             "child_id": str(v),
             "relation": d.get("relation"),
+            # An edge without a direction (graphs from before lineage set one) is oriented.
+            "direction": Direction(d.get("direction", Direction.INFERRED)).value,
             "confidence": d.get("confidence"),
             "distance": d.get("distance"),
             "method": d.get("method", graph.graph.get("method")),

@@ -1,6 +1,10 @@
 -- Model Heritage index schema. Executed by heritage.index.store on a fresh DuckDB file.
 -- Every table, column, view and macro carries a COMMENT so `duckdb_columns()` documents
 -- the index from inside SQL. Bump heritage.index.store.SCHEMA_VERSION on any change.
+-- A StrEnum name of heritage.lineage.types in braces (Relation, Direction) stands for its
+-- values, quoted and comma-separated; with .text after the name, for the values as prose.
+-- heritage.index.frames.schema_sql fills them in, so the enums alone decide which
+-- relations and directions an edge may have.
 
 CREATE TABLE models (
     model_id VARCHAR PRIMARY KEY,
@@ -139,7 +143,8 @@ COMMENT ON COLUMN families.root_confidence IS 'Confidence in [0, 1] that root_mo
 CREATE TABLE edges (
     parent_id VARCHAR NOT NULL,
     child_id VARCHAR NOT NULL,
-    relation VARCHAR,
+    relation VARCHAR CHECK (relation IN ({Relation})),
+    direction VARCHAR NOT NULL CHECK (direction IN ({Direction})),
     confidence DOUBLE,
     distance DOUBLE,
     method VARCHAR,
@@ -150,8 +155,9 @@ CREATE TABLE edges (
 COMMENT ON TABLE edges IS 'Inferred lineage: one row per parent -> child derivation.';
 COMMENT ON COLUMN edges.parent_id IS 'The model derived from (models.model_id).';
 COMMENT ON COLUMN edges.child_id IS 'The derived model (models.model_id).';
-COMMENT ON COLUMN edges.relation IS 'How the child was derived: finetune, adapter, merge, quantized or duplicate.';
-COMMENT ON COLUMN edges.confidence IS 'Confidence in [0, 1] that this edge (and its direction) is right.';
+COMMENT ON COLUMN edges.relation IS 'How the child was derived: {Relation.text}.';
+COMMENT ON COLUMN edges.direction IS '''inferred'' (the weights tell which end is the parent) or ''uncertain'' (the two are kin and adjacent, but the weights cannot tell which is the parent: parent_id and child_id may be swapped; confidence at most 0.6).';
+COMMENT ON COLUMN edges.confidence IS 'Confidence in [0, 1] that this edge is right, and its orientation too when direction is ''inferred''.';
 COMMENT ON COLUMN edges.distance IS 'Weight distance between parent and child fingerprints (0 for exact copies).';
 COMMENT ON COLUMN edges.method IS 'Algorithm and version that inferred the edge, e.g. heritage-lineage/2.';
 COMMENT ON COLUMN edges.weight IS 'For merges: share of this parent in the child''s weighted average; NULL otherwise.';
@@ -219,7 +225,7 @@ CREATE MACRO ancestors(model) AS TABLE
             SELECT parent_id, child_id, min(depth) AS depth FROM walk GROUP BY parent_id, child_id
         )
     SELECT s.parent_id AS model_id, m.name, e.relation, s.depth, s.parent_id, s.child_id,
-        e.confidence, e.weight
+        e.confidence, e.weight, e.direction
     FROM shortest s
     JOIN edges e ON e.parent_id = s.parent_id AND e.child_id = s.child_id
     LEFT JOIN models m ON m.model_id = s.parent_id
@@ -244,14 +250,14 @@ CREATE MACRO descendants(model) AS TABLE
             SELECT parent_id, child_id, min(depth) AS depth FROM walk GROUP BY parent_id, child_id
         )
     SELECT s.child_id AS model_id, m.name, e.relation, s.depth, s.parent_id, s.child_id,
-        e.confidence, e.weight
+        e.confidence, e.weight, e.direction
     FROM shortest s
     JOIN edges e ON e.parent_id = s.parent_id AND e.child_id = s.child_id
     LEFT JOIN models m ON m.model_id = s.child_id
     ORDER BY s.depth, s.child_id, s.parent_id;
 
-COMMENT ON MACRO TABLE ancestors IS 'ancestors(model): every edge above a model (id, name or location), with depth = hops up.';
-COMMENT ON MACRO TABLE descendants IS 'descendants(model): every edge below a model (id, name or location), with depth = hops down.';
+COMMENT ON MACRO TABLE ancestors IS 'ancestors(model): every edge above a model (id, name or location), with depth = hops up; direction ''uncertain'' marks an edge the weights could not orient.';
+COMMENT ON MACRO TABLE descendants IS 'descendants(model): every edge below a model (id, name or location), with depth = hops down; direction ''uncertain'' marks an edge the weights could not orient.';
 
 -- Declared (card/config) base models next to the parents inferred from weights. A declared
 -- base names an indexed model by model_id, name or location (case-insensitive, never the
@@ -266,13 +272,14 @@ CREATE VIEW declared_vs_inferred AS
             SELECT e.child_id AS model_id,
                 list(coalesce(p.name, e.parent_id) ORDER BY e.parent_id) AS inferred_parents,
                 list(e.parent_id ORDER BY e.parent_id) AS inferred_parent_ids,
-                list(e.relation ORDER BY e.parent_id) AS relations
+                list(e.relation ORDER BY e.parent_id) AS relations,
+                list(e.direction ORDER BY e.parent_id) AS directions
             FROM edges e LEFT JOIN models p ON p.model_id = e.parent_id
             GROUP BY e.child_id
         ),
         best AS (
             SELECT e.child_id AS model_id, e.parent_id, coalesce(p.name, e.parent_id) AS name,
-                e.relation, e.confidence,
+                e.relation, e.direction, e.confidence,
                 row_number() OVER (
                     PARTITION BY e.child_id
                     ORDER BY e.confidence DESC NULLS LAST, coalesce(p.name, e.parent_id), e.parent_id
@@ -309,6 +316,7 @@ CREATE VIEW declared_vs_inferred AS
                 coalesce(p.inferred_parents, []::VARCHAR[]) AS inferred_parents,
                 coalesce(p.inferred_parent_ids, []::VARCHAR[]) AS inferred_parent_ids,
                 coalesce(p.relations, []::VARCHAR[]) AS relations,
+                coalesce(p.directions, []::VARCHAR[]) AS directions,
                 coalesce(x.matched_bases, []::VARCHAR[]) AS matched_bases,
                 CASE
                     WHEN len(coalesce(m.declared_base_models, []::VARCHAR[])) = 0 THEN 'proposed'
@@ -329,6 +337,7 @@ CREATE VIEW declared_vs_inferred AS
         CASE WHEN j.status <> 'agrees' THEN b.name END AS proposed_base,
         CASE WHEN j.status <> 'agrees' THEN b.parent_id END AS proposed_base_id,
         CASE WHEN j.status <> 'agrees' THEN b.relation END AS proposed_relation,
+        CASE WHEN j.status <> 'agrees' THEN b.direction END AS proposed_direction,
         CASE WHEN j.status <> 'agrees' THEN b.confidence END AS proposed_confidence
     FROM judged j
     LEFT JOIN best b ON b.model_id = j.model_id AND b.rank = 1;
@@ -341,17 +350,19 @@ COMMENT ON COLUMN declared_vs_inferred.declared_base_ids IS 'model_ids of the in
 COMMENT ON COLUMN declared_vs_inferred.inferred_parents IS 'Names of the parents inferred from weights (id when the parent has no name).';
 COMMENT ON COLUMN declared_vs_inferred.inferred_parent_ids IS 'model_ids of the inferred parents, in the same order.';
 COMMENT ON COLUMN declared_vs_inferred.relations IS 'Relation of each inferred parent edge, in the same order.';
+COMMENT ON COLUMN declared_vs_inferred.directions IS 'Direction of each inferred parent edge (edges.direction), in the same order: ''uncertain'' when the weights could not tell which end is the parent.';
 COMMENT ON COLUMN declared_vs_inferred.matched_bases IS 'Declared bases that name an inferred parent by id, name or location (case-insensitive).';
 COMMENT ON COLUMN declared_vs_inferred.status IS '''agrees'' (a declared base is an inferred parent), ''disagrees'' (the weights give another parent or none), ''unknown_base'' (no declared base is indexed), ''unverified'' (the model or its indexed bases have no fingerprint) or ''proposed'' (no declared base; see proposed_base).';
 COMMENT ON COLUMN declared_vs_inferred.proposed_base IS 'Name of the most confident inferred parent, the base the weights propose; NULL when status is agrees or no parent was inferred.';
 COMMENT ON COLUMN declared_vs_inferred.proposed_base_id IS 'model_id of proposed_base.';
-COMMENT ON COLUMN declared_vs_inferred.proposed_relation IS 'Relation of the proposed base''s edge: finetune, adapter, merge, quantized or duplicate.';
+COMMENT ON COLUMN declared_vs_inferred.proposed_relation IS 'Relation of the proposed base''s edge: {Relation.text}.';
+COMMENT ON COLUMN declared_vs_inferred.proposed_direction IS 'Direction of the proposed base''s edge: ''inferred'', or ''uncertain'' when the weights could not tell whether the proposed base is the parent or the child.';
 COMMENT ON COLUMN declared_vs_inferred.proposed_confidence IS 'Confidence in [0, 1] of the proposed base''s edge (edges.confidence).';
 
 -- Edges with readable names, for browsing.
 CREATE VIEW lineage AS
     SELECT e.parent_id, p.name AS parent_name, e.child_id, c.name AS child_name,
-        e.relation, e.confidence, e.distance, e.weight, c.family_id
+        e.relation, e.direction, e.confidence, e.distance, e.weight, c.family_id
     FROM edges e
     LEFT JOIN models p ON p.model_id = e.parent_id
     LEFT JOIN models c ON c.model_id = e.child_id;
@@ -361,7 +372,8 @@ COMMENT ON COLUMN lineage.parent_id IS 'The model derived from.';
 COMMENT ON COLUMN lineage.parent_name IS 'Name of the parent model.';
 COMMENT ON COLUMN lineage.child_id IS 'The derived model.';
 COMMENT ON COLUMN lineage.child_name IS 'Name of the child model.';
-COMMENT ON COLUMN lineage.relation IS 'finetune, adapter, merge, quantized or duplicate.';
+COMMENT ON COLUMN lineage.relation IS '{Relation.text}.';
+COMMENT ON COLUMN lineage.direction IS '''inferred'', or ''uncertain'' when the weights could not tell which end is the parent.';
 COMMENT ON COLUMN lineage.confidence IS 'Confidence in [0, 1] of the edge.';
 COMMENT ON COLUMN lineage.distance IS 'Weight distance between parent and child fingerprints.';
 COMMENT ON COLUMN lineage.weight IS 'For merges: share of this parent in the child; NULL otherwise.';

@@ -24,10 +24,17 @@ from heritage import __version__
 from heritage.index.frames import ORDER_BY, TABLES, IndexData, schema_sql, table_schema
 
 # Bump on any change to schema.sql; readers refuse files from a newer schema.
-SCHEMA_VERSION = 2
-# Version 2 changed only the declared_vs_inferred view, so version-1 tables read as they
-# are; the next write stores them under the current schema (and view).
+SCHEMA_VERSION = 3
+# Version 2 changed only the declared_vs_inferred view; version 3 added edges.direction
+# (and CHECKs on edges.relation and edges.direction). Older files are read as if they had
+# the added columns (see ADDED_COLUMNS); the next write stores them under the current
+# schema, views and all.
 OLDEST_READABLE_VERSION = 1
+# Columns added by each schema version: table -> column -> SQL value the rows of an older
+# file take. Every edge written before version 3 was oriented by the weights.
+ADDED_COLUMNS: dict[int, dict[str, dict[str, str]]] = {
+    3: {"edges": {"direction": "'inferred'"}},
+}
 # Oldest DuckDB release that must be able to open the file.
 STORAGE_VERSION = "v1.4.0"
 RESERVED_META = ("schema_version", "tool_version", "storage_version", "written_at")
@@ -120,18 +127,47 @@ def _attach_readonly(path: Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
+def _added_since(version: int) -> dict[str, dict[str, str]]:
+    """Columns the current schema has that a file of ``version`` lacks, by table."""
+    added: dict[str, dict[str, str]] = {}
+    for since, tables in sorted(ADDED_COLUMNS.items()):
+        if since > version:
+            for table, columns in tables.items():
+                added.setdefault(table, {}).update(columns)
+    return added
+
+
+def _read_as_current(con: duckdb.DuckDBPyConnection, version: int) -> None:
+    """Let an older file's tables read with the current columns, in the current order.
+
+    A TEMP view named like the table shadows it (temp objects come first in DuckDB's
+    search path), so ``SELECT * FROM edges`` and the file's own views and macros see the
+    added columns with the values ADDED_COLUMNS gives. The file itself is not touched.
+    """
+    for table, columns in _added_since(version).items():
+        select = ", ".join(
+            f'{columns[c]} AS "{c}"' if c in columns else f'"{c}"'
+            for c in table_schema(table).names()
+        )
+        con.execute(f"CREATE TEMP VIEW {table} AS SELECT {select} FROM {CATALOG}.main.{table}")
+
+
 def connect_readonly(path: Path | str) -> duckdb.DuckDBPyConnection:
     """A read-only connection whose current database is the index (schema version checked).
 
     Each call sees the file as it is now; an open connection keeps reading the index it
-    opened, even after a write replaces it.
+    opened, even after a write replaces it. The tables of a file from an older schema
+    read with the columns added since (edges.direction is 'inferred' in a version 1 or 2
+    file); its views are the ones it was written with.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no index file")
     con = _attach_readonly(path)
     try:
-        check_schema_version(read_meta(con), path)
+        version = check_schema_version(read_meta(con), path)
+        if version < SCHEMA_VERSION:
+            _read_as_current(con, version)
     except BaseException:
         con.close()
         raise
@@ -152,6 +188,23 @@ def read_index(path: Path | str) -> IndexData:
         return IndexData(**frames, meta=read_meta(con))
     finally:
         con.close()
+
+
+def upgrade_index(path: Path | str) -> int:
+    """Rewrite an index of an older schema under the current one, atomically (old as .bak).
+
+    Every row is kept; columns added since take the values ADDED_COLUMNS gives. Returns
+    the schema version the file had; a current file is left untouched.
+    """
+    path = Path(path)
+    con = connect_readonly(path)
+    try:
+        version = check_schema_version(read_meta(con), path)
+    finally:
+        con.close()
+    if version < SCHEMA_VERSION:
+        write_index(path, read_index(path))
+    return version
 
 
 def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> None:

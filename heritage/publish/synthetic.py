@@ -1,8 +1,8 @@
 """A synthetic index of any size, for the publishing benchmark and the site tests.
 
 Families of very different sizes (one past the tree page size when there are enough
-models), fans, chains, merges with two parents, quantized copies and duplicates; Hub and
-local models; cards that declare the right base, a wrong one or none; a few private and
+models), fans, chains, merges with two parents, quantized copies and duplicates, some
+fine-tunes whose direction is uncertain; Hub and local models; cards that declare the right base, a wrong one or none; a few private and
 gated models; and per-tensor statistics. Deterministic for a given seed.
 """
 
@@ -15,6 +15,7 @@ from typing import Any
 import polars as pl
 
 from heritage.index import IndexData, model_row, models_frame, table_frame, table_schema
+from heritage.lineage.types import Direction, Relation
 
 ORGS = (
     "northwind", "lumenlabs", "quantfolk", "mergemonkey", "sweepco", "alice", "bytebard",
@@ -29,7 +30,14 @@ SUFFIXES = (
     "instruct", "chat", "code", "math", "sft", "dpo", "lora", "int8", "awq", "gguf-q4",
     "medical", "legal", "de", "ja", "long", "v2", "distilled", "rp", "uncensored", "merged",
 )  # fmt: skip
-RELATIONS = (("finetune", 0.6), ("quantized", 0.15), ("adapter", 0.1), ("merge", 0.08))
+# How often a non-root model gets each relation; the rest are duplicates.
+RELATIONS = (
+    (Relation.FINETUNE, 0.6),
+    (Relation.QUANTIZED, 0.15),
+    (Relation.ADAPTER, 0.1),
+    (Relation.MERGE, 0.08),
+)
+UNCERTAIN_BELOW = 0.45  # fine-tunes less confident than this have an uncertain direction
 ARCHS = {
     "llama": "LlamaForCausalLM",
     "mistral": "MistralForCausalLM",
@@ -62,13 +70,13 @@ def family_sizes(n: int, rng: random.Random, big: int = 450) -> list[int]:
     return sizes
 
 
-def _relation(rng: random.Random) -> str:
+def _relation(rng: random.Random) -> Relation:
     r = rng.random()
     for name, p in RELATIONS:
         if r < p:
             return name
         r -= p
-    return "duplicate"
+    return Relation.DUPLICATE
 
 
 def synthetic_index(
@@ -104,18 +112,18 @@ def synthetic_index(
         for k in range(size):
             org = rng.choice(ORGS)
             parents: list[str] = []
-            relation = None
+            relation: Relation | None = None
             if k:
                 # Mostly near the root (fans), sometimes deep (chains).
                 pick = members[int(len(members) * rng.random() ** 2.5)]
                 parents = [pick]
                 relation = _relation(rng)
-                if relation == "merge" and len(members) > 1:
+                if relation == Relation.MERGE and len(members) > 1:
                     other = rng.choice(members)
                     if other != pick:
                         parents.append(other)
                     else:
-                        relation = "finetune"
+                        relation = Relation.FINETUNE
             name = new_name(base, org, parents[0] if parents else None)
             members.append(name)
             created += timedelta(days=rng.uniform(0, 4))
@@ -125,7 +133,7 @@ def synthetic_index(
                 r = rng.random()
                 declared = [parents[0]] if r < 0.7 else ["someone/else-base"] if r < 0.8 else None
             n_t = max(2, int(rng.gauss(tensors_per_model, tensors_per_model / 4)))
-            params = n_params if relation != "adapter" else n_params + n_params // 200
+            params = n_params if relation != Relation.ADAPTER else n_params + n_params // 200
             rows.append(
                 model_row(
                     name,
@@ -147,7 +155,7 @@ def synthetic_index(
                     n_params=params,
                     n_tensors=n_t,
                     n_layers=n_layers,
-                    dtypes=["BF16"] if relation != "quantized" else ["I8", "F16"],
+                    dtypes=["BF16"] if relation != Relation.QUANTIZED else ["I8", "F16"],
                     structure_hash=f"{rng.getrandbits(256):064x}",
                     family_id=fam_id,
                     description=f"A **{base}** model by *{org}*. See [the card](https://huggingface.co/{name}).",
@@ -162,15 +170,20 @@ def synthetic_index(
                 )
             )
             for i, parent in enumerate(parents):
+                conf = round(rng.uniform(0.35, 1.0), 4)
+                uncertain = relation == Relation.FINETUNE and conf < UNCERTAIN_BELOW
                 edges.append(
                     {
                         "parent_id": parent,
                         "child_id": name,
-                        "relation": relation,
-                        "confidence": round(rng.uniform(0.35, 1.0), 4),
+                        "relation": relation.value,
+                        "direction": (
+                            Direction.UNCERTAIN if uncertain else Direction.INFERRED
+                        ).value,
+                        "confidence": conf,
                         "distance": round(rng.uniform(0, 0.5), 6),
                         "method": "synthetic/1",
-                        "weight": (0.5 if i == 0 else 0.5) if relation == "merge" else None,
+                        "weight": (0.5 if i == 0 else 0.5) if relation == Relation.MERGE else None,
                     }
                 )
             for t in range(n_t):

@@ -18,10 +18,12 @@ from heritage.index import (
     fingerprints_frame,
     fingerprints_from_frame,
     model_row,
+    schema_sql,
     table_frame,
     table_schema,
     tensors_frame,
 )
+from heritage.lineage.types import Direction, Relation
 from heritage.summary import FileSummary
 
 from .sample import random_fingerprint, sample_graph
@@ -133,3 +135,24 @@ def test_edges_and_families_from_graph() -> None:
     assert fam1["n_models"] == 5 and fam1["root_model_id"] == "a"
     assert fam1["confidence"] == 0.7 and fam1["root_confidence"] == 0.8
     assert fam1["architecture"] == "arch-1"
+
+
+def test_edge_direction_comes_from_the_graph_and_defaults_to_inferred() -> None:
+    g = sample_graph()
+    g.edges["b", "c"].update(direction=Direction.UNCERTAIN, confidence=0.55)
+    g.edges["a", "d"]["direction"] = "inferred"  # plain strings are fine too
+    edges = edges_frame(g)
+    got = dict(zip(edges["child_id"], edges["direction"], strict=True))
+    assert got == {"b": "inferred", "c": "uncertain", "d": "inferred", "e": "inferred"}
+    g.edges["a", "b"]["direction"] = "sideways"
+    with pytest.raises(ValueError, match="sideways"):
+        edges_frame(g)
+
+
+def test_schema_placeholders_take_the_enum_values() -> None:
+    sql = schema_sql()
+    assert "{Relation" not in sql and "{Direction" not in sql
+    listed = "', '".join(Relation)
+    assert f"relation IN ('{listed}')" in sql
+    prose = ", ".join(list(Relation)[:-1]) + " or " + list(Relation)[-1]
+    assert f"How the child was derived: {prose}." in sql

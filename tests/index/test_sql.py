@@ -9,9 +9,10 @@ import duckdb
 import polars as pl
 import pytest
 
-from heritage.index import IndexData, connect_readonly, write_index
+from heritage.index import IndexData, connect_readonly, edges_frame, write_index
+from heritage.lineage.types import Direction, Relation
 
-from .sample import declared_vs_inferred, sample_index
+from .sample import declared_vs_inferred, sample_graph, sample_index
 
 README_SECTION = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -141,6 +142,82 @@ def test_lineage_view_names_both_ends(con: duckdb.DuckDBPyConnection) -> None:
     assert row == ("org/model-a", "org/model-b", "fam-1")
 
 
+def check_lists(con: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
+    """column -> the values its CHECK (column IN (...)) constraint allows, as written."""
+    rows = con.execute(
+        "SELECT constraint_column_names[1], expression FROM duckdb_constraints() "
+        "WHERE database_name = current_database() AND table_name = 'edges' "
+        "AND constraint_type = 'CHECK'"
+    ).fetchall()
+    out = {}
+    for column, expression in rows:
+        m = re.fullmatch(rf"\(?{column} IN \((.*)\)\)?", expression)
+        assert m, expression
+        out[column] = re.findall(r"'((?:[^']|'')*)'", m.group(1))
+    return out
+
+
+def test_check_lists_are_the_enums(con: duckdb.DuckDBPyConnection) -> None:
+    """The written file allows exactly the Relation and Direction values, in enum order."""
+    assert check_lists(con) == {
+        "relation": [r.value for r in Relation],
+        "direction": [d.value for d in Direction],
+    }
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("relation", "sibling", "CHECK constraint"),
+        ("direction", "sideways", "CHECK constraint"),
+        ("direction", None, "NOT NULL"),
+    ],
+)
+def test_edges_refuse_values_outside_the_enums(
+    tmp_path: Path, column: str, value: str | None, message: str
+) -> None:
+    path = tmp_path / "bad.duckdb"
+    edges = edges_frame(sample_graph()).with_columns(
+        pl.when(pl.col("child_id") == "b")
+        .then(pl.lit(value, dtype=pl.String))
+        .otherwise(pl.col(column))
+        .alias(column)
+    )
+    with pytest.raises(duckdb.ConstraintException, match=message):
+        write_index(path, IndexData(edges=edges))
+    assert not path.exists()
+
+
+def test_views_carry_the_direction(tmp_path: Path) -> None:
+    data = sample_index()
+    uncertain = (pl.col("parent_id") == "a") & (pl.col("child_id") == "d")
+    data.edges = data.edges.with_columns(
+        pl.when(uncertain).then(pl.lit("uncertain")).otherwise("direction").alias("direction"),
+        pl.when(uncertain).then(pl.lit(0.55)).otherwise("confidence").alias("confidence"),
+    )
+    path = tmp_path / "direction.duckdb"
+    write_index(path, data)
+    got = declared_vs_inferred(path, "directions, proposed_base_id, proposed_direction")
+    assert got["d"] == (["uncertain"], "a", "uncertain")
+    assert got["c"] == (["inferred"], "b", "inferred")
+    con = connect_readonly(path)
+    try:
+        lineage = con.execute(
+            "SELECT child_id, direction FROM lineage WHERE parent_id = 'a' ORDER BY child_id"
+        ).fetchall()
+        up = con.execute(
+            "SELECT model_id, direction FROM ancestors('e') WHERE depth = 2 ORDER BY model_id"
+        ).fetchall()
+        down = con.execute(
+            "SELECT model_id, direction FROM descendants('a') WHERE depth = 1 ORDER BY model_id"
+        ).fetchall()
+    finally:
+        con.close()
+    assert lineage == [("b", "inferred"), ("d", "uncertain")]
+    assert up == [("a", "uncertain"), ("b", "inferred")]
+    assert down == [("b", "inferred"), ("d", "uncertain")]
+
+
 def test_readme_examples_run_as_printed(con: duckdb.DuckDBPyConnection) -> None:
     text = README_SECTION.read_text()
     section = text[text.index("## The index\n") :]
@@ -152,3 +229,4 @@ def test_readme_examples_run_as_printed(con: duckdb.DuckDBPyConnection) -> None:
     assert results[1][0][:3] == (1, "org/model-c", "merge")
     assert results[2] == [("org/model-c", ["org/model-d"], ["org/model-b"])]
     assert results[3] == [("org/model-d", "org/model-a", 0.95)]
+    assert results[4] == []  # every sample edge is oriented

@@ -21,6 +21,7 @@ from heritage.index import (
     connect_readonly,
     read_index,
     store,
+    upgrade_index,
     write_index,
 )
 
@@ -29,6 +30,7 @@ from .test_frames import assert_same_fingerprint
 
 # DuckDB's file header keeps the storage version number at byte 12; v1.4.0 writes 67.
 STORAGE_NUMBER_V1_4 = 67
+SCHEMA_V2 = Path(__file__).with_name("schema_v2.sql")
 
 
 def digest(path: Path) -> str:
@@ -214,7 +216,7 @@ def test_newer_schema_version_is_refused(tmp_path: Path) -> None:
 
 
 def test_version_1_file_is_read_and_rewritten_as_current(tmp_path: Path, data: IndexData) -> None:
-    """Version 2 changed only the declared_vs_inferred view: version-1 tables still read."""
+    """A file marked version 1 reads (its edges as oriented) and is rewritten as current."""
     path = tmp_path / "v1.duckdb"
     write_index(path, data)
     con = duckdb.connect(str(path))
@@ -223,7 +225,7 @@ def test_version_1_file_is_read_and_rewritten_as_current(tmp_path: Path, data: I
     back = read_index(path)
     assert back.models.height == data.models.height
     write_index(path, back)
-    assert read_index(path).meta["schema_version"] == str(SCHEMA_VERSION) == "2"
+    assert read_index(path).meta["schema_version"] == str(SCHEMA_VERSION) == "3"
     con = duckdb.connect(str(path))
     con.execute("UPDATE meta SET value = '0' WHERE key = 'schema_version'")
     con.close()
@@ -250,3 +252,71 @@ def test_open_reader_keeps_its_snapshot_and_new_readers_see_the_write(
         assert read_index(index).models.height == 1
     finally:
         old.close()
+
+
+def write_version_2(path: Path, data: IndexData) -> None:
+    """A genuine version-2 index (v2 schema.sql, no edges.direction) holding ``data``."""
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute(f"ATTACH '{path}' AS old (STORAGE_VERSION '{STORAGE_VERSION}')")
+        con.execute("USE old")
+        con.execute(SCHEMA_V2.read_text())
+        for table, frame in data.frames().items():
+            frame = frame.drop("direction", strict=False)
+            con.register("frame", frame)
+            con.execute(f"INSERT INTO {table} SELECT * FROM frame")
+            con.unregister("frame")
+        meta = {**data.meta, "schema_version": "2", "storage_version": STORAGE_VERSION}
+        con.executemany("INSERT INTO meta VALUES (?, ?)", list(meta.items()))
+        con.execute("USE memory")
+        con.execute("DETACH old")
+    finally:
+        con.close()
+
+
+def test_version_2_file_reads_with_direction_inferred(tmp_path: Path, data: IndexData) -> None:
+    path = tmp_path / "v2.duckdb"
+    write_version_2(path, data)
+    before = digest(path)
+    con = connect_readonly(path)
+    try:
+        rows = con.execute("SELECT DISTINCT direction FROM edges").fetchall()
+        walked = con.execute("SELECT count(*) FROM ancestors('e')").fetchone()
+    finally:
+        con.close()
+    assert rows == [("inferred",)] and walked == (5,)
+    back = read_index(path)
+    assert back.edges.schema == data.edges.schema
+    assert back.edges.equals(data.edges.sort("parent_id", "child_id"))
+    assert digest(path) == before  # reading never writes
+
+
+def test_upgrade_from_version_2_keeps_every_row(tmp_path: Path, data: IndexData) -> None:
+    path = tmp_path / "v2.duckdb"
+    write_version_2(path, data)
+    old = digest(path)
+    assert upgrade_index(path) == 2
+    assert digest(backup_path(path)) == old  # the version-2 file is kept as .bak
+    back = read_index(path)
+    assert back.meta["schema_version"] == str(SCHEMA_VERSION) == "3"
+    assert back.meta["crawl_root"] == "zoo"
+    for table in TABLES:
+        written, read = getattr(data, table), getattr(back, table)
+        assert read.schema == written.schema, table
+        key = read.columns[:2]
+        assert read.sort(key).equals(written.sort(key)), table
+    assert back.edges["direction"].to_list() == ["inferred"] * 5
+    con = connect_readonly(path)
+    try:
+        (comment,) = con.execute(
+            "SELECT comment FROM duckdb_columns() WHERE database_name = current_database() "
+            "AND table_name = 'edges' AND column_name = 'direction'"
+        ).fetchone()
+        lineage = con.execute("SELECT DISTINCT direction FROM lineage").fetchall()
+    finally:
+        con.close()
+    assert "uncertain" in comment and lineage == [("inferred",)]
+    assert path.read_bytes()[12] == STORAGE_NUMBER_V1_4  # still the pinned storage format
+    current = digest(path)
+    assert upgrade_index(path) == 3 and digest(path) == current  # a current file stays put

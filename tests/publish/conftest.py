@@ -85,7 +85,7 @@ def hostile_index() -> IndexData:
             {"parent_id": "b", "child_id": "secret/private", "relation": "finetune"},
             {"parent_id": "secret/gated", "child_id": "d", "relation": "adapter"},
         ],
-    )
+    ).with_columns(direction=pl.lit("inferred"))
     data.models = pl.concat([data.models, models_frame(extra)])
     data.edges = pl.concat([data.edges, edges])
     return data

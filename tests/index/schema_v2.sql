@@ -1,0 +1,367 @@
+-- The index schema at version 2 (heritage/index/schema.sql before edges.direction), kept
+-- as it was, this header aside, so tests can build a genuine version-2 file and migrate it.
+
+CREATE TABLE models (
+    model_id VARCHAR PRIMARY KEY,
+    name VARCHAR,
+    source VARCHAR CHECK (source IN ('local', 'hub')),
+    location VARCHAR,
+    revision VARCHAR,
+    format VARCHAR,
+    files STRUCT(name VARCHAR, bytes BIGINT, sha256 VARCHAR, mtime DOUBLE)[],
+    bytes BIGINT,
+    sha256 VARCHAR,
+    n_params BIGINT,
+    n_tensors INTEGER,
+    n_layers INTEGER,
+    dtypes VARCHAR[],
+    structure_hash VARCHAR,
+    family_id VARCHAR,
+    description VARCHAR,
+    declared_base_models VARCHAR[],
+    created_at TIMESTAMP,
+    indexed_at TIMESTAMP,
+    status VARCHAR CHECK (status IN ('ok', 'failed', 'not_fingerprinted')),
+    error VARCHAR,
+    config JSON,
+    card JSON,
+    private BOOLEAN DEFAULT false,
+    gated BOOLEAN DEFAULT false
+);
+
+COMMENT ON TABLE models IS 'One row per model seen by a crawl: where it lives, what it holds, its family and status.';
+COMMENT ON COLUMN models.model_id IS 'Stable identifier of the model inside this index (primary key).';
+COMMENT ON COLUMN models.name IS 'Human name: the Hub repo id, or the folder/file name of a local model.';
+COMMENT ON COLUMN models.source IS 'Where the model was found: ''local'' (a crawled folder) or ''hub'' (Hugging Face Hub).';
+COMMENT ON COLUMN models.location IS 'Path relative to the crawl root for local models, Hub repo id for Hub models.';
+COMMENT ON COLUMN models.revision IS 'Hub commit sha (or branch) that was read; NULL for local models.';
+COMMENT ON COLUMN models.format IS 'Checkpoint format, e.g. safetensors or pytorch.';
+COMMENT ON COLUMN models.files IS 'Weight files: name, size in bytes, sha256 (NULL if not hashed) and mtime (seconds since the epoch).';
+COMMENT ON COLUMN models.bytes IS 'Total size of the weight files in bytes.';
+COMMENT ON COLUMN models.sha256 IS 'sha256 of the single weight file, or sha256 over the sorted per-file sha256 hex digests joined by newlines.';
+COMMENT ON COLUMN models.n_params IS 'Number of parameters (sum of tensor element counts).';
+COMMENT ON COLUMN models.n_tensors IS 'Number of tensors in the checkpoint.';
+COMMENT ON COLUMN models.n_layers IS 'Number of distinct transformer blocks found in tensor names (0 if none).';
+COMMENT ON COLUMN models.dtypes IS 'Sorted distinct tensor dtypes, e.g. [BF16, F32].';
+COMMENT ON COLUMN models.structure_hash IS 'sha256 over the sorted (tensor name, shape) list: equal for equal architectures whatever dtype or sharding.';
+COMMENT ON COLUMN models.family_id IS 'Family this model was placed in by lineage recovery (families.family_id); NULL if not fingerprinted.';
+COMMENT ON COLUMN models.description IS 'Short free-text description, e.g. from the model card.';
+COMMENT ON COLUMN models.declared_base_models IS 'Base models the card or config declares (Hub repo ids or names); evidence only, never used to infer lineage.';
+COMMENT ON COLUMN models.created_at IS 'When the model was created (Hub creation time or file mtime), UTC.';
+COMMENT ON COLUMN models.indexed_at IS 'When this row was last (re)computed, UTC.';
+COMMENT ON COLUMN models.status IS '''ok'' (fingerprinted), ''failed'' (could not be read, see error) or ''not_fingerprinted'' (listed only).';
+COMMENT ON COLUMN models.error IS 'One-line reason when status is ''failed''.';
+COMMENT ON COLUMN models.config IS 'The model''s config.json as JSON, if any.';
+COMMENT ON COLUMN models.card IS 'Model card metadata as JSON: license, tags, base_model_relation and similar.';
+COMMENT ON COLUMN models.private IS 'True when the Hub repo is private.';
+COMMENT ON COLUMN models.gated IS 'True when the Hub repo is gated (access must be requested).';
+
+CREATE TABLE tensors (
+    model_id VARCHAR NOT NULL,
+    name VARCHAR NOT NULL,
+    position INTEGER,
+    dtype VARCHAR,
+    shape INTEGER[],
+    n_params BIGINT,
+    mean DOUBLE,
+    std DOUBLE,
+    kurtosis DOUBLE,
+    rms DOUBLE,
+    absmax DOUBLE,
+    unique_ratio DOUBLE,
+    PRIMARY KEY (model_id, name)
+);
+
+COMMENT ON TABLE tensors IS 'One row per tensor of each fingerprinted model, with statistics of its sampled entries.';
+COMMENT ON COLUMN tensors.model_id IS 'Model the tensor belongs to (models.model_id).';
+COMMENT ON COLUMN tensors.name IS 'Tensor name as stored in the checkpoint.';
+COMMENT ON COLUMN tensors.position IS 'Position of the tensor in the model''s fingerprint listing (0-based).';
+COMMENT ON COLUMN tensors.dtype IS 'Stored dtype, e.g. BF16, F32, I8.';
+COMMENT ON COLUMN tensors.shape IS 'Tensor shape; [] for a scalar.';
+COMMENT ON COLUMN tensors.n_params IS 'Number of elements (product of the shape).';
+COMMENT ON COLUMN tensors.mean IS 'Mean of the sampled entries (finite values only).';
+COMMENT ON COLUMN tensors.std IS 'Standard deviation of the sampled entries.';
+COMMENT ON COLUMN tensors.kurtosis IS 'Excess kurtosis of the sampled entries (0 for a normal distribution).';
+COMMENT ON COLUMN tensors.rms IS 'Root mean square of the sampled entries.';
+COMMENT ON COLUMN tensors.absmax IS 'Largest absolute sampled entry.';
+COMMENT ON COLUMN tensors.unique_ratio IS 'Distinct sampled values / sampled values: low for quantized or constant tensors.';
+
+CREATE TABLE fingerprints (
+    model_id VARCHAR NOT NULL,
+    tensor VARCHAR NOT NULL,
+    position INTEGER,
+    dtype VARCHAR,
+    shape INTEGER[],
+    rows BIGINT[],
+    col_start INTEGER,
+    col_stop INTEGER,
+    n_rows INTEGER,
+    n_cols INTEGER,
+    "values" BLOB,
+    sample_rows INTEGER,
+    sample_cols INTEGER,
+    PRIMARY KEY (model_id, tensor)
+);
+
+COMMENT ON TABLE fingerprints IS 'The sampled weights of every tensor: enough to recompute lineage without rereading any checkpoint.';
+COMMENT ON COLUMN fingerprints.model_id IS 'Model the fingerprint belongs to (models.model_id).';
+COMMENT ON COLUMN fingerprints.tensor IS 'Tensor name (tensors.name).';
+COMMENT ON COLUMN fingerprints.position IS 'Position of the tensor in the fingerprint (0-based), so the listing order round-trips.';
+COMMENT ON COLUMN fingerprints.dtype IS 'Stored dtype of the tensor the sample was read from.';
+COMMENT ON COLUMN fingerprints.shape IS 'Full shape of the tensor; [] for a scalar.';
+COMMENT ON COLUMN fingerprints.rows IS 'Sorted indices of the sampled rows (first axis); [0] for vectors and scalars.';
+COMMENT ON COLUMN fingerprints.col_start IS 'First sampled column of the flattened row (inclusive).';
+COMMENT ON COLUMN fingerprints.col_stop IS 'End of the sampled column window of the flattened row (exclusive).';
+COMMENT ON COLUMN fingerprints.n_rows IS 'Rows in the values matrix (number of sampled rows).';
+COMMENT ON COLUMN fingerprints.n_cols IS 'Columns in the values matrix.';
+COMMENT ON COLUMN fingerprints."values" IS 'Sampled values: float32 little-endian bytes of the (n_rows, n_cols) matrix, row-major.';
+COMMENT ON COLUMN fingerprints.sample_rows IS 'Fingerprint setting: rows sampled per tensor (FingerprintSettings.rows).';
+COMMENT ON COLUMN fingerprints.sample_cols IS 'Fingerprint setting: column window width (FingerprintSettings.cols).';
+
+CREATE TABLE families (
+    family_id VARCHAR PRIMARY KEY,
+    architecture VARCHAR,
+    n_models INTEGER,
+    root_model_id VARCHAR,
+    confidence DOUBLE,
+    root_confidence DOUBLE
+);
+
+COMMENT ON TABLE families IS 'Groups of models that share trained weights (one common ancestor), as recovered from weights.';
+COMMENT ON COLUMN families.family_id IS 'Family identifier (primary key), derived from its member ids.';
+COMMENT ON COLUMN families.architecture IS 'Architecture key: hash of tensor names and row shapes shared by all members.';
+COMMENT ON COLUMN families.n_models IS 'Number of member models.';
+COMMENT ON COLUMN families.root_model_id IS 'Model inferred to be the family root (the original, untuned model).';
+COMMENT ON COLUMN families.confidence IS 'Lowest member family_confidence in [0, 1]: how sure the least certain membership is.';
+COMMENT ON COLUMN families.root_confidence IS 'Confidence in [0, 1] that root_model_id is the true root; NULL if unknown.';
+
+CREATE TABLE edges (
+    parent_id VARCHAR NOT NULL,
+    child_id VARCHAR NOT NULL,
+    relation VARCHAR,
+    confidence DOUBLE,
+    distance DOUBLE,
+    method VARCHAR,
+    weight DOUBLE,
+    PRIMARY KEY (parent_id, child_id)
+);
+
+COMMENT ON TABLE edges IS 'Inferred lineage: one row per parent -> child derivation.';
+COMMENT ON COLUMN edges.parent_id IS 'The model derived from (models.model_id).';
+COMMENT ON COLUMN edges.child_id IS 'The derived model (models.model_id).';
+COMMENT ON COLUMN edges.relation IS 'How the child was derived: finetune, adapter, merge, quantized or duplicate.';
+COMMENT ON COLUMN edges.confidence IS 'Confidence in [0, 1] that this edge (and its direction) is right.';
+COMMENT ON COLUMN edges.distance IS 'Weight distance between parent and child fingerprints (0 for exact copies).';
+COMMENT ON COLUMN edges.method IS 'Algorithm and version that inferred the edge, e.g. heritage-lineage/2.';
+COMMENT ON COLUMN edges.weight IS 'For merges: share of this parent in the child''s weighted average; NULL otherwise.';
+
+CREATE TABLE runs (
+    run_id VARCHAR PRIMARY KEY,
+    flow VARCHAR,
+    started_at TIMESTAMP,
+    finished_at TIMESTAMP,
+    source VARCHAR,
+    n_seen INTEGER,
+    n_added INTEGER,
+    n_changed INTEGER,
+    n_unchanged INTEGER,
+    n_failed INTEGER,
+    n_edges_changed INTEGER,
+    bytes_read BIGINT,
+    errors VARCHAR[],
+    status VARCHAR
+);
+
+COMMENT ON TABLE runs IS 'History of the crawls and rebuilds that wrote this index, one row per run.';
+COMMENT ON COLUMN runs.run_id IS 'Run identifier (primary key).';
+COMMENT ON COLUMN runs.flow IS 'Name of the flow that ran, e.g. crawl-local or crawl-hub.';
+COMMENT ON COLUMN runs.started_at IS 'When the run started, UTC.';
+COMMENT ON COLUMN runs.finished_at IS 'When the run finished, UTC; NULL if it did not finish.';
+COMMENT ON COLUMN runs.source IS 'What was crawled: a local root path or a Hub query.';
+COMMENT ON COLUMN runs.n_seen IS 'Models seen by the run.';
+COMMENT ON COLUMN runs.n_added IS 'Models new to the index.';
+COMMENT ON COLUMN runs.n_changed IS 'Models whose files changed since the previous run.';
+COMMENT ON COLUMN runs.n_unchanged IS 'Models skipped because nothing changed.';
+COMMENT ON COLUMN runs.n_failed IS 'Models that could not be read.';
+COMMENT ON COLUMN runs.n_edges_changed IS 'Lineage edges added, removed or changed by the run.';
+COMMENT ON COLUMN runs.bytes_read IS 'Bytes read from checkpoints (headers and samples) by the run.';
+COMMENT ON COLUMN runs.errors IS 'One-line error messages, one per failed model (PATH: reason).';
+COMMENT ON COLUMN runs.status IS 'Outcome of the run: ok, partial (some models failed) or failed.';
+
+CREATE TABLE meta (
+    key VARCHAR PRIMARY KEY,
+    value VARCHAR
+);
+
+COMMENT ON TABLE meta IS 'Facts about the index file itself: schema_version, tool_version, storage_version, written_at.';
+COMMENT ON COLUMN meta.key IS 'Name of the fact.';
+COMMENT ON COLUMN meta.value IS 'Value of the fact, as text.';
+
+-- Ancestry walks. A model may be named by model_id, name or location. One row per edge
+-- reached; depth counts hops from the start model along the shortest path through it.
+CREATE MACRO ancestors(model) AS TABLE
+    WITH RECURSIVE
+        start AS (
+            SELECT model AS model_id
+            UNION
+            SELECT model_id FROM models WHERE name = model OR location = model
+        ),
+        walk AS (
+            SELECT e.parent_id, e.child_id, 1 AS depth, [e.child_id, e.parent_id] AS path
+            FROM edges e JOIN start s ON e.child_id = s.model_id
+            UNION ALL
+            SELECT e.parent_id, e.child_id, w.depth + 1, list_append(w.path, e.parent_id)
+            FROM walk w JOIN edges e ON e.child_id = w.parent_id
+            WHERE NOT list_contains(w.path, e.parent_id)
+        ),
+        shortest AS (
+            SELECT parent_id, child_id, min(depth) AS depth FROM walk GROUP BY parent_id, child_id
+        )
+    SELECT s.parent_id AS model_id, m.name, e.relation, s.depth, s.parent_id, s.child_id,
+        e.confidence, e.weight
+    FROM shortest s
+    JOIN edges e ON e.parent_id = s.parent_id AND e.child_id = s.child_id
+    LEFT JOIN models m ON m.model_id = s.parent_id
+    ORDER BY s.depth, s.parent_id, s.child_id;
+
+CREATE MACRO descendants(model) AS TABLE
+    WITH RECURSIVE
+        start AS (
+            SELECT model AS model_id
+            UNION
+            SELECT model_id FROM models WHERE name = model OR location = model
+        ),
+        walk AS (
+            SELECT e.parent_id, e.child_id, 1 AS depth, [e.parent_id, e.child_id] AS path
+            FROM edges e JOIN start s ON e.parent_id = s.model_id
+            UNION ALL
+            SELECT e.parent_id, e.child_id, w.depth + 1, list_append(w.path, e.child_id)
+            FROM walk w JOIN edges e ON e.parent_id = w.child_id
+            WHERE NOT list_contains(w.path, e.child_id)
+        ),
+        shortest AS (
+            SELECT parent_id, child_id, min(depth) AS depth FROM walk GROUP BY parent_id, child_id
+        )
+    SELECT s.child_id AS model_id, m.name, e.relation, s.depth, s.parent_id, s.child_id,
+        e.confidence, e.weight
+    FROM shortest s
+    JOIN edges e ON e.parent_id = s.parent_id AND e.child_id = s.child_id
+    LEFT JOIN models m ON m.model_id = s.child_id
+    ORDER BY s.depth, s.child_id, s.parent_id;
+
+COMMENT ON MACRO TABLE ancestors IS 'ancestors(model): every edge above a model (id, name or location), with depth = hops up.';
+COMMENT ON MACRO TABLE descendants IS 'descendants(model): every edge below a model (id, name or location), with depth = hops down.';
+
+-- Declared (card/config) base models next to the parents inferred from weights. A declared
+-- base names an indexed model by model_id, name or location (case-insensitive, never the
+-- model itself). The status is decided in this order: 'agrees' (a declared base is an
+-- inferred parent), 'unknown_base' (no declared base is in the index), 'unverified' (this
+-- model or every indexed declared base has no fingerprint, so the weights cannot tell),
+-- 'disagrees' (the weights give another parent, or none); 'proposed' when nothing is
+-- declared but a parent was inferred. heritage/publish/data.py:agreement mirrors this.
+CREATE VIEW declared_vs_inferred AS
+    WITH
+        parents AS (
+            SELECT e.child_id AS model_id,
+                list(coalesce(p.name, e.parent_id) ORDER BY e.parent_id) AS inferred_parents,
+                list(e.parent_id ORDER BY e.parent_id) AS inferred_parent_ids,
+                list(e.relation ORDER BY e.parent_id) AS relations
+            FROM edges e LEFT JOIN models p ON p.model_id = e.parent_id
+            GROUP BY e.child_id
+        ),
+        best AS (
+            SELECT e.child_id AS model_id, e.parent_id, coalesce(p.name, e.parent_id) AS name,
+                e.relation, e.confidence,
+                row_number() OVER (
+                    PARTITION BY e.child_id
+                    ORDER BY e.confidence DESC NULLS LAST, coalesce(p.name, e.parent_id), e.parent_id
+                ) AS rank
+            FROM edges e LEFT JOIN models p ON p.model_id = e.parent_id
+        ),
+        declared AS (
+            SELECT model_id, unnest(declared_base_models) AS base FROM models
+        ),
+        known AS (
+            SELECT d.model_id, list(DISTINCT b.model_id ORDER BY b.model_id) AS base_ids,
+                bool_or(b.status = 'ok') AS base_fingerprinted
+            FROM declared d
+            JOIN models b ON b.model_id <> d.model_id AND (
+                lower(d.base) = lower(b.model_id)
+                OR lower(d.base) = lower(b.name)
+                OR lower(d.base) = lower(b.location))
+            GROUP BY d.model_id
+        ),
+        matched AS (
+            SELECT d.model_id, list(DISTINCT d.base ORDER BY d.base) AS matched_bases
+            FROM declared d
+            JOIN edges e ON e.child_id = d.model_id
+            LEFT JOIN models p ON p.model_id = e.parent_id
+            WHERE lower(d.base) = lower(e.parent_id)
+                OR lower(d.base) = lower(p.name)
+                OR lower(d.base) = lower(p.location)
+            GROUP BY d.model_id
+        ),
+        judged AS (
+            SELECT m.model_id, m.name,
+                coalesce(m.declared_base_models, []::VARCHAR[]) AS declared_base_models,
+                coalesce(k.base_ids, []::VARCHAR[]) AS declared_base_ids,
+                coalesce(p.inferred_parents, []::VARCHAR[]) AS inferred_parents,
+                coalesce(p.inferred_parent_ids, []::VARCHAR[]) AS inferred_parent_ids,
+                coalesce(p.relations, []::VARCHAR[]) AS relations,
+                coalesce(x.matched_bases, []::VARCHAR[]) AS matched_bases,
+                CASE
+                    WHEN len(coalesce(m.declared_base_models, []::VARCHAR[])) = 0 THEN 'proposed'
+                    WHEN x.model_id IS NOT NULL THEN 'agrees'
+                    WHEN k.model_id IS NULL THEN 'unknown_base'
+                    WHEN m.status IS DISTINCT FROM 'ok' OR NOT k.base_fingerprinted
+                        THEN 'unverified'
+                    ELSE 'disagrees'
+                END AS status
+            FROM models m
+            LEFT JOIN parents p ON p.model_id = m.model_id
+            LEFT JOIN known k ON k.model_id = m.model_id
+            LEFT JOIN matched x ON x.model_id = m.model_id
+            WHERE len(coalesce(m.declared_base_models, []::VARCHAR[])) > 0
+                OR p.model_id IS NOT NULL
+        )
+    SELECT j.*,
+        CASE WHEN j.status <> 'agrees' THEN b.name END AS proposed_base,
+        CASE WHEN j.status <> 'agrees' THEN b.parent_id END AS proposed_base_id,
+        CASE WHEN j.status <> 'agrees' THEN b.relation END AS proposed_relation,
+        CASE WHEN j.status <> 'agrees' THEN b.confidence END AS proposed_confidence
+    FROM judged j
+    LEFT JOIN best b ON b.model_id = j.model_id AND b.rank = 1;
+
+COMMENT ON VIEW declared_vs_inferred IS 'Per model with declared bases or inferred parents: whether the weights agree with the declared base, or the base they propose.';
+COMMENT ON COLUMN declared_vs_inferred.model_id IS 'The model (models.model_id).';
+COMMENT ON COLUMN declared_vs_inferred.name IS 'The model''s name.';
+COMMENT ON COLUMN declared_vs_inferred.declared_base_models IS 'Base models its card or config declares ([] if none).';
+COMMENT ON COLUMN declared_vs_inferred.declared_base_ids IS 'model_ids of the indexed models the declared bases name by id, name or location (case-insensitive); [] if none is indexed.';
+COMMENT ON COLUMN declared_vs_inferred.inferred_parents IS 'Names of the parents inferred from weights (id when the parent has no name).';
+COMMENT ON COLUMN declared_vs_inferred.inferred_parent_ids IS 'model_ids of the inferred parents, in the same order.';
+COMMENT ON COLUMN declared_vs_inferred.relations IS 'Relation of each inferred parent edge, in the same order.';
+COMMENT ON COLUMN declared_vs_inferred.matched_bases IS 'Declared bases that name an inferred parent by id, name or location (case-insensitive).';
+COMMENT ON COLUMN declared_vs_inferred.status IS '''agrees'' (a declared base is an inferred parent), ''disagrees'' (the weights give another parent or none), ''unknown_base'' (no declared base is indexed), ''unverified'' (the model or its indexed bases have no fingerprint) or ''proposed'' (no declared base; see proposed_base).';
+COMMENT ON COLUMN declared_vs_inferred.proposed_base IS 'Name of the most confident inferred parent, the base the weights propose; NULL when status is agrees or no parent was inferred.';
+COMMENT ON COLUMN declared_vs_inferred.proposed_base_id IS 'model_id of proposed_base.';
+COMMENT ON COLUMN declared_vs_inferred.proposed_relation IS 'Relation of the proposed base''s edge: finetune, adapter, merge, quantized or duplicate.';
+COMMENT ON COLUMN declared_vs_inferred.proposed_confidence IS 'Confidence in [0, 1] of the proposed base''s edge (edges.confidence).';
+
+-- Edges with readable names, for browsing.
+CREATE VIEW lineage AS
+    SELECT e.parent_id, p.name AS parent_name, e.child_id, c.name AS child_name,
+        e.relation, e.confidence, e.distance, e.weight, c.family_id
+    FROM edges e
+    LEFT JOIN models p ON p.model_id = e.parent_id
+    LEFT JOIN models c ON c.model_id = e.child_id;
+
+COMMENT ON VIEW lineage IS 'The edges table with parent and child names and the child''s family, for browsing.';
+COMMENT ON COLUMN lineage.parent_id IS 'The model derived from.';
+COMMENT ON COLUMN lineage.parent_name IS 'Name of the parent model.';
+COMMENT ON COLUMN lineage.child_id IS 'The derived model.';
+COMMENT ON COLUMN lineage.child_name IS 'Name of the child model.';
+COMMENT ON COLUMN lineage.relation IS 'finetune, adapter, merge, quantized or duplicate.';
+COMMENT ON COLUMN lineage.confidence IS 'Confidence in [0, 1] of the edge.';
+COMMENT ON COLUMN lineage.distance IS 'Weight distance between parent and child fingerprints.';
+COMMENT ON COLUMN lineage.weight IS 'For merges: share of this parent in the child; NULL otherwise.';
+COMMENT ON COLUMN lineage.family_id IS 'Family of the child model.';
