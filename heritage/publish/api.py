@@ -85,6 +85,7 @@ def _edge(e: Edge, other: Model) -> dict[str, Any]:
         "slug": other.slug,
         "url": model_url(other),
         "relation": e.relation,
+        "direction": e.direction,
         "confidence": e.confidence,
         "distance": e.distance,
         "weight": e.weight,

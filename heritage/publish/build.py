@@ -27,6 +27,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from heritage import __version__
+from heritage.lineage.types import Relation
 from heritage.publish import fmt, html
 from heritage.publish.api import api_files, headline
 from heritage.publish.charts import site_charts
@@ -145,6 +146,8 @@ def make_environment(templates: Path) -> Environment:
         export_formats=EXPORT_FORMATS,
         export_path=export_path,
         relation_badge=html.relation_badge,
+        direction_note=html.direction_note,
+        relations=[r.value for r in Relation],
         family_badge=html.family_badge,
         model_row=html.model_row,
         tensor_rows=html.tensor_rows,
@@ -194,6 +197,7 @@ def search_index(site: Site) -> str:
         )
     data = {
         "fields": list(CATALOG_FIELDS),
+        "relations": sorted(html.KNOWN_RELATIONS),  # the ones site.css colours
         "families": families,
         **{k: list(v) for k, v in lookups.items()},
         "models": rows,

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from heritage.index import connect_readonly
+from heritage.lineage.types import Direction
 from heritage.publish.slugs import slug
 
 N_COLOURS = 10  # family badge colours (CSS classes fc0..fc9)
@@ -45,6 +46,13 @@ class Edge:
     distance: float | None
     method: str | None
     weight: float | None
+    # inferred, or uncertain: the weights cannot tell which end is the parent
+    direction: str = Direction.INFERRED.value
+
+    @property
+    def uncertain(self) -> bool:
+        """True when the weights could not tell which of the two models is the parent."""
+        return self.direction == Direction.UNCERTAIN
 
 
 @dataclass(eq=False, slots=True)
@@ -330,6 +338,7 @@ def build_site(
             distance=r.get("distance"),
             method=r.get("method"),
             weight=r.get("weight"),
+            direction=r.get("direction") or Direction.INFERRED.value,
         )
         edges.append(e)
         parent.children.append(e)

@@ -2,7 +2,8 @@
 
 Every format carries the same graph: one node per published member (id, name, parameter
 count, model page) and one edge per inferred parent -> child derivation inside the family
-(relation, confidence, distance, merge weight). Names are escaped for each format, so a
+(relation, direction, confidence, distance, merge weight); an edge whose direction is
+uncertain is drawn without an arrow where the format allows. Names are escaped for each format, so a
 hostile name stays a string in every one of them.
 """
 
@@ -41,6 +42,7 @@ def _edge(e: Edge) -> dict[str, Any]:
         "parent": e.parent.id,
         "child": e.child.id,
         "relation": e.relation,
+        "direction": e.direction,
         "confidence": e.confidence,
         "distance": e.distance,
         "weight": e.weight,
@@ -67,6 +69,7 @@ _GRAPHML_KEYS = (
     ("url", "node", "string"),
     ("root", "node", "boolean"),
     ("relation", "edge", "string"),
+    ("direction", "edge", "string"),
     ("confidence", "edge", "double"),
     ("distance", "edge", "double"),
     ("weight", "edge", "double"),
@@ -134,9 +137,10 @@ def to_dot(family: Family) -> str:
     for e in family.edges:
         label = f"{e.relation} {e.confidence:.2f}" if e.confidence is not None else e.relation
         style = {"adapter": "dashed", "quantized": "dotted"}.get(e.relation, "solid")
+        arrow = ", dir=none" if e.uncertain else ""
         lines.append(
             f"  {_dot_string(e.parent.id)} -> {_dot_string(e.child.id)} "
-            f"[label={_dot_string(label)}, style={style}];"
+            f"[label={_dot_string(label)}, style={style}{arrow}];"
         )
     lines += ["}", ""]
     return "\n".join(lines)
@@ -163,7 +167,8 @@ def to_mermaid(family: Family) -> str:
         lines.append(f"  {ids[m.id]}[{_mermaid_label(m.name)}]")
     for e in family.edges:
         label = f"{e.relation} {e.confidence:.2f}" if e.confidence is not None else e.relation
-        lines.append(f"  {ids[e.parent.id]} -->|{_mermaid_label(label)}| {ids[e.child.id]}")
+        link = "---" if e.uncertain else "-->"
+        lines.append(f"  {ids[e.parent.id]} {link}|{_mermaid_label(label)}| {ids[e.child.id]}")
     if family.root is not None:
         lines.append("  classDef root stroke-width:3px")
         lines.append(f"  class {ids[family.root.id]} root")

@@ -11,11 +11,17 @@ from functools import lru_cache
 
 from markupsafe import Markup, escape
 
-from heritage.publish.data import Family, Model
+from heritage.lineage.types import Relation
+from heritage.publish.data import Edge, Family, Model
 from heritage.publish.fmt import day, grouped, human_count, number
 
-KNOWN_RELATIONS = frozenset({"finetune", "adapter", "quantized", "merge", "duplicate", "root"})
+# Relations site.css colours (class rel-NAME): every Relation, and "root" for family roots.
+KNOWN_RELATIONS = frozenset({*(r.value for r in Relation), "root"})
 _DASH = Markup('<span class="muted">–</span>')
+_UNCERTAIN = Markup(
+    ' <span class="dir-uncertain" title="The weights cannot tell which of these two models '
+    'is the parent">direction uncertain</span>'
+)
 
 
 @lru_cache(maxsize=256)
@@ -25,6 +31,12 @@ def relation_badge(name: str | None) -> Markup:
         return _DASH
     cls = f" rel-{name}" if name in KNOWN_RELATIONS else ""
     return Markup(f'<span class="rel{cls}">{escape(name)}</span>')
+
+
+def direction_note(edge: Edge | None) -> Markup:
+    """A small "direction uncertain" label (with a leading space) after an edge the weights
+    could not orient; nothing for any other edge."""
+    return _UNCERTAIN if edge is not None and edge.uncertain else Markup("")
 
 
 def family_badge(family: Family, root: str) -> Markup:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
+from heritage.lineage.types import Relation
 from heritage.publish.data import Edge, Family, Model
 from heritage.publish.fmt import confidence, human_count
 
@@ -197,10 +198,11 @@ def _rows(nodes: list[Model], tree: FamilyTree) -> dict[str, float]:
 def _edge_class(e: Edge) -> str:
     weak = " weak" if e.confidence is not None and e.confidence < 0.5 else ""
     rel = e.relation if e.relation in RELATIONS else "other"
-    return f"edge rel-{rel}{weak}"
+    return f"edge rel-{rel}{weak}{' uncertain' if e.uncertain else ''}"
 
 
-RELATIONS = ("finetune", "adapter", "quantized", "merge", "duplicate")
+# Relations with an edge style of their own in site.css (the rest are drawn as "other").
+RELATIONS = tuple(r.value for r in Relation)
 
 
 def render_svg(
@@ -240,7 +242,9 @@ def render_svg(
         f'aria-labelledby="tree-title"><title id="tree-title">{escape(title)}</title>',
         '<defs><marker id="arrow" viewBox="0 0 8 8" refX="8" refY="4" markerWidth="7" '
         'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L8,4 L0,8 z" '
-        'class="arrowhead"/></marker></defs><g class="edges">',
+        'class="arrowhead"/></marker><marker id="dot" viewBox="0 0 8 8" refX="4" refY="4" '
+        'markerWidth="6" markerHeight="6"><circle cx="4" cy="4" r="3" class="arrowhead"/>'
+        '</marker></defs><g class="edges">',
     ]
     incoming: dict[str, list[Edge]] = defaultdict(list)
     for e in edges:
@@ -262,10 +266,15 @@ def render_svg(
                 f"{e.parent.name} → {e.child.name}: {e.relation}, "
                 f"confidence {confidence(e.confidence)}"
             )
+            # An edge the weights could not orient ends in dots, not an arrowhead.
+            ends = 'marker-end="url(#arrow)"'
+            if e.uncertain:
+                desc += ", direction uncertain (either could be the parent)"
+                ends = 'marker-start="url(#dot)" marker-end="url(#dot)"'
             parts.append(
                 f'<g class="{_edge_class(e)}"><title>{escape(desc)}</title>'
                 f'<path d="M{sx:.0f},{sy:.1f} C{sx + bend:.0f},{sy:.1f} {tx - bend:.0f},'
-                f'{ty:.1f} {tx:.0f},{ty:.1f}" marker-end="url(#arrow)"/>'
+                f'{ty:.1f} {tx:.0f},{ty:.1f}" {ends}/>'
                 f'<text x="{tx - 8:.0f}" y="{ly:.1f}" text-anchor="end">{escape(label)}</text></g>'
             )
     parts.append('</g><g class="nodes">')
@@ -296,6 +305,10 @@ def render_svg(
     return Markup("".join(parts))
 
 
+def _uncertain(e: Edge) -> str:
+    return ", direction uncertain" if e.uncertain else ""
+
+
 def _outline(
     tree: FamilyTree,
     nodes: list[Model],
@@ -321,13 +334,13 @@ def _outline(
         else:
             bits.append(
                 f"{escape(primary.relation)} of {escape(primary.parent.name)} "
-                f"(confidence {confidence(primary.confidence)})"
+                f"(confidence {confidence(primary.confidence)}{_uncertain(primary)})"
             )
         for e in ins:
             if e is not primary:
                 bits.append(
                     f"also {escape(e.relation)} of {escape(e.parent.name)} "
-                    f"(confidence {confidence(e.confidence)})"
+                    f"(confidence {confidence(e.confidence)}{_uncertain(e)})"
                 )
         if m.id in context:
             number = page_of.get(m.id, 1)

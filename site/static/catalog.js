@@ -121,7 +121,10 @@
     }
     return String(v);
   }
-  var RELATIONS = { finetune: 1, adapter: 1, quantized: 1, merge: 1, duplicate: 1, root: 1 };
+  var RELATIONS = {}; // the relations site.css colours, from heritage.lineage.types.Relation
+  (data.relations || []).forEach(function (r) {
+    RELATIONS[r] = 1;
+  });
 
   function rowHtml(r) {
     var fam = r[F.family] >= 0 ? data.families[r[F.family]] : null;

@@ -15,9 +15,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, Route
+from playwright.sync_api import Browser, Page, Route, expect
 
 from heritage.publish.build import CATALOG_FIELDS
+from heritage.publish.html import KNOWN_RELATIONS
 from heritage.publish.slugs import slug
 from tests.publish.conftest import EVIL_ID, EVIL_NAME
 
@@ -95,7 +96,8 @@ def test_search_filters_as_you_type(open_site: Opener, screenshots: Path) -> Non
     page.get_by_label("Search by name").fill("no such model")
     assert rows(page) == [] and "No models match" in page.locator("#models-body").inner_text()
     page.get_by_role("button", name="Clear filters").click()
-    page.wait_for_function("document.querySelectorAll('#models-body tr').length === 7")
+    # A locator wait: wait_for_function polls through eval, which the page's CSP refuses.
+    expect(page.locator("#models-body tr")).to_have_count(7)
     page.get_by_label("Sort by").select_option("-params")
     assert rows(page)[:2] == [EVIL_NAME, "org/model-e"]  # 1,234 and 1,004 parameters
     page.get_by_label("Source").select_option(label="local")
@@ -106,7 +108,8 @@ def test_search_filters_as_you_type(open_site: Opener, screenshots: Path) -> Non
 def test_catalog_filters_by_family_from_a_link(open_site: Opener) -> None:
     page = open_site("models.html")
     page.goto(page.url + f"#family={slug('fam-1')}")
-    page.wait_for_function("document.querySelectorAll('#models-body tr').length === 6")
+    # A locator wait: wait_for_function polls through eval, which the page's CSP refuses.
+    expect(page.locator("#models-body tr")).to_have_count(6)
     assert EVIL_NAME in rows(page)
     assert "broken" not in rows(page)
 
@@ -229,6 +232,7 @@ def _search_index(n: int) -> str:
         )
     data = {
         "fields": list(CATALOG_FIELDS),
+        "relations": sorted(KNOWN_RELATIONS),
         "families": fams,
         "archs": ["A", "B", "C", "D"],
         "formats": ["safetensors", "pytorch", "gguf"],

@@ -5,13 +5,18 @@ from __future__ import annotations
 import re
 import time
 from datetime import datetime
+from pathlib import Path
 
+from heritage.lineage.types import Relation
+from heritage.publish import html
 from heritage.publish.charts import param_buckets, size_buckets, time_buckets
 from heritage.publish.data import build_site
 from heritage.publish.fmt import finite, human_bytes, human_count, number
 from heritage.publish.markdown import render_markdown, safe_url
 from heritage.publish.slugs import slug
-from heritage.publish.tree import family_pages, short_label, text_width
+from heritage.publish.tree import RELATIONS, family_pages, short_label, text_width
+
+SITE_CSS = Path(__file__).resolve().parents[2] / "site" / "static" / "site.css"
 
 
 def test_slug_is_safe_stable_and_distinct() -> None:
@@ -142,3 +147,40 @@ def test_tree_survives_a_cycle() -> None:
     (page,) = family_pages(site.families[0])
     assert sorted(m.id for m in page.members) == ["a", "b", "c"]
     assert len(site.by_id["c"].path_to_root()) == 2  # c -> b -> a, then stops
+
+
+def test_every_relation_has_a_style() -> None:
+    """The site's relation lists come from the Relation enum; site.css styles each one."""
+    values = [r.value for r in Relation]
+    assert list(RELATIONS) == values
+    assert {*values, "root"} == html.KNOWN_RELATIONS
+    css = SITE_CSS.read_text()
+    for r in values:
+        assert f".rel-{r} {{" in css and f".edge.rel-{r} path {{" in css, r
+    assert str(html.relation_badge("merge")) == '<span class="rel rel-merge">merge</span>'
+    assert str(html.relation_badge("<b>")) == '<span class="rel">&lt;b&gt;</span>'
+
+
+def test_uncertain_edges_are_drawn_without_an_arrow() -> None:
+    edges = [
+        {"parent_id": "a", "child_id": "b", "relation": "finetune", "confidence": 0.9},
+        {
+            "parent_id": "b",
+            "child_id": "c",
+            "relation": "finetune",
+            "confidence": 0.55,
+            "direction": "uncertain",
+        },
+    ]
+    site = build_site([_model(i) for i in "abc"], edges, [], [], {}, [])
+    b, c = site.by_id["b"], site.by_id["c"]
+    assert not b.primary.uncertain and c.primary.uncertain
+    assert str(html.direction_note(b.primary)) == ""
+    assert "direction uncertain" in str(html.direction_note(c.primary))
+    (page,) = family_pages(site.families[0])
+    svg = str(page.svg)
+    assert svg.count('marker-end="url(#arrow)"') == 1
+    assert svg.count('marker-start="url(#dot)" marker-end="url(#dot)"') == 1
+    assert svg.count("edge rel-finetune uncertain") == 1
+    assert "direction uncertain (either could be the parent)" in svg
+    assert "finetune of b (confidence 0.55, direction uncertain)" in str(page.outline)

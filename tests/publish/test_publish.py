@@ -12,12 +12,13 @@ from xml.etree import ElementTree
 import networkx as nx
 import pytest
 
-from heritage.index import IndexData, write_index
+from heritage.index import IndexData, connect_readonly, edges_frame, write_index
+from heritage.lineage.types import Direction
 from heritage.publish import PublishError, add_publish_arguments, publish, run_publish
 from heritage.publish import build as build_module
 from heritage.publish.data import load_site
 from heritage.publish.slugs import slug
-from tests.index.sample import declared_vs_inferred
+from tests.index.sample import declared_vs_inferred, sample_graph, sample_index
 from tests.publish.conftest import EVIL_ID, EVIL_NAME, GATED_NAME, PRIVATE_NAME
 
 CSP = (
@@ -263,6 +264,58 @@ def test_family_page_tree_and_text_equivalent(site: Path) -> None:
     assert "merge of org/model-c (confidence 0.70); also merge of org/model-d" in outline
     for ext in ("graphml", "dot", "mmd", "json"):
         assert f"api/families/{slug('fam-1')}/lineage.{ext}" in html
+
+
+def visible_text(html: str) -> str:
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+
+
+def test_uncertain_direction_reaches_the_index_the_api_and_the_pages(tmp_path: Path) -> None:
+    """An edge lineage could not orient is stored, served and shown as such."""
+    graph = sample_graph()
+    graph.edges["b", "c"].update(direction=Direction.UNCERTAIN, confidence=0.55)
+    data = sample_index()
+    data.edges = edges_frame(graph)
+    db = tmp_path / "uncertain.duckdb"
+    write_index(db, data)
+    con = connect_readonly(db)
+    try:
+        rows = con.execute("SELECT parent_id, child_id, direction FROM edges").fetchall()
+    finally:
+        con.close()
+    assert [r for r in rows if r[2] != "inferred"] == [("b", "c", "uncertain")]
+    assert len(rows) == 5
+
+    out = tmp_path / "site"
+    publish(db, out)
+    api = {i: json.loads((out / "api" / "models" / f"{slug(i)}.json").read_text()) for i in "abc"}
+    assert [(e["id"], e["direction"]) for e in api["c"]["lineage"]["parents"]] == [
+        ("b", "uncertain")
+    ]
+    assert api["c"]["lineage"]["proposed_base"]["direction"] == "uncertain"
+    assert [(e["id"], e["direction"]) for e in api["b"]["lineage"]["children"]] == [
+        ("c", "uncertain")
+    ]
+    assert [(e["id"], e["direction"]) for e in api["a"]["lineage"]["children"]] == [
+        ("b", "inferred"),
+        ("d", "inferred"),
+    ]
+    pages = {i: (out / "models" / f"{slug(i)}.html").read_text() for i in "abc"}
+    assert "org/model-b finetune direction uncertain confidence 0.55" in visible_text(pages["c"])
+    assert "org/model-c finetune direction uncertain confidence 0.55" in visible_text(pages["b"])
+    assert visible_text(pages["c"]).count("direction uncertain") == 2  # parent, proposed base
+    assert "direction uncertain" not in pages["a"]
+
+    family = (out / "families" / f"{slug('fam-1')}.html").read_text()
+    assert family.count('marker-start="url(#dot)"') == 1
+    assert "finetune of org/model-b (confidence 0.55, direction uncertain)" in family
+    assert "direction uncertain</li>" in family  # the legend entry
+    lineage = out / "api" / "families" / slug("fam-1")
+    edges = json.loads((lineage / "lineage.json").read_text())["edges"]
+    assert {(e["parent"], e["child"]): e["direction"] for e in edges}[("b", "c")] == "uncertain"
+    assert (lineage / "lineage.dot").read_text().count("dir=none") == 1
+    assert (lineage / "lineage.mmd").read_text().count(" ---|") == 1
+    assert '<data key="direction">uncertain</data>' in (lineage / "lineage.graphml").read_text()
 
 
 def test_large_family_is_paginated(big_site: Path) -> None:
