@@ -13,7 +13,7 @@ import networkx as nx
 import pytest
 
 from heritage.index import IndexData, connect_readonly, edges_frame, write_index
-from heritage.lineage.types import Direction
+from heritage.lineage.types import Direction, Relation
 from heritage.publish import PublishError, add_publish_arguments, publish, run_publish
 from heritage.publish import build as build_module
 from heritage.publish.data import load_site
@@ -264,6 +264,13 @@ def test_family_page_tree_and_text_equivalent(site: Path) -> None:
     assert "merge of org/model-c (confidence 0.70); also merge of org/model-d" in outline
     for ext in ("graphml", "dot", "mmd", "json"):
         assert f"api/families/{slug('fam-1')}/lineage.{ext}" in html
+
+
+def test_home_page_lists_every_relation(site: Path) -> None:
+    home = (site / "index.html").read_text()
+    for r in Relation:
+        assert f'<span class="rel rel-{r}">{r}</span>' in home, r
+    assert "direction uncertain" in home
 
 
 def visible_text(html: str) -> str:
