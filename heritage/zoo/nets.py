@@ -8,7 +8,8 @@ them, and makes LoRA (``W + B @ A``), vocabulary resizing and merging plain dict
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -27,6 +28,48 @@ def _uniform(gen: torch.Generator, shape: tuple[int, ...], bound: float) -> torc
     return (torch.rand(shape, generator=gen) * 2.0 - 1.0) * bound
 
 
+#: How the transformers' matrices are initialised (``std`` is the config's initializer_range):
+#: ``normal`` N(0, std) (Hugging Face's default); ``trunc-normal`` the same cut at 2 std;
+#: ``uniform`` with the same variance; ``xavier-normal`` scaled by fan-in + fan-out (times
+#: std / 0.02); ``scaled-normal`` N(0, std) with residual output projections divided by
+#: sqrt(2 * layers), as GPT-2 does.
+INIT_KINDS = ("normal", "trunc-normal", "uniform", "xavier-normal", "scaled-normal")
+#: How the MLP's layers are initialised (times ``init_scale``): nn.Linear's default
+#: ``kaiming-uniform`` (bias too), ``kaiming-normal``, ``xavier-uniform``, or ``normal``
+#: (std 0.05); the last three start with zero biases.
+MLP_INIT_KINDS = ("kaiming-uniform", "kaiming-normal", "xavier-uniform", "normal")
+
+
+def _matrix(
+    gen: torch.Generator,
+    shape: tuple[int, ...],
+    std: float,
+    kind: str,
+    residual_layers: int = 0,
+) -> torch.Tensor:
+    """A weight matrix initialised by ``kind`` (``residual_layers`` > 0: a residual output)."""
+    if kind == "normal":
+        return _normal(gen, shape, std)
+    if kind == "trunc-normal":
+        t = torch.empty(shape)
+        torch.nn.init.trunc_normal_(t, 0.0, std, -2 * std, 2 * std, generator=gen)
+        return t
+    if kind == "uniform":
+        return _uniform(gen, shape, std * math.sqrt(3.0))
+    if kind == "xavier-normal":
+        fan_out, fan_in = shape[0], math.prod(shape[1:])
+        return _normal(gen, shape, math.sqrt(2.0 / (fan_in + fan_out)) * std / 0.02)
+    if kind == "scaled-normal":
+        scale = 1.0 / math.sqrt(2.0 * residual_layers) if residual_layers else 1.0
+        return _normal(gen, shape, std * scale)
+    raise ValueError(f"unknown init kind {kind!r}; expected one of {INIT_KINDS}")
+
+
+def _embedding(gen: torch.Generator, shape: tuple[int, ...], std: float, kind: str) -> torch.Tensor:
+    """Embedding-like tensors: as matrices, but never fan-scaled or residual-scaled."""
+    return _matrix(gen, shape, std, kind if kind in ("trunc-normal", "uniform") else "normal")
+
+
 @dataclass(frozen=True)
 class LlamaShape:
     """Hyper-parameters of the tiny Llama; vocab size is read from the weights at run time."""
@@ -40,6 +83,7 @@ class LlamaShape:
     rms_norm_eps: float = 1e-5
     rope_theta: float = 10000.0
     initializer_range: float = 0.02
+    init: str = "normal"
 
 
 @dataclass(frozen=True)
@@ -56,6 +100,7 @@ class VitShape:
     num_labels: int = 10
     layer_norm_eps: float = 1e-12
     initializer_range: float = 0.02
+    init: str = "normal"
 
 
 @dataclass(frozen=True)
@@ -63,6 +108,8 @@ class MlpShape:
     """Layer widths of the small MLP classifier (``nn.Sequential`` naming: net.0, net.2, ...)."""
 
     widths: tuple[int, ...] = (32, 128, 128, 10)
+    init: str = "kaiming-uniform"
+    init_scale: float = 1.0
 
 
 class Net:
@@ -82,8 +129,17 @@ class Net:
         """Return the ``config.json`` content, or None for formats published without one."""
         return None
 
-    def lora_targets(self, w: Weights) -> list[str]:
-        return [k for k in w if k.endswith(self.lora_suffixes)]
+    def lora_targets(self, w: Weights, modules: tuple[str, ...] | None = None) -> list[str]:
+        """Names of the matrices LoRA adapts: the net's default set, or those of ``modules``
+        (short module names, see ``lora_modules``)."""
+        if modules is None:
+            return [k for k in w if k.endswith(self.lora_suffixes)]
+        patterns = [re.compile(self.lora_modules()[m]) for m in modules]
+        return [k for k in w if any(p.search(k) for p in patterns)]
+
+    def lora_modules(self) -> dict[str, str]:
+        """Short module name -> regular expression over tensor names (for LoRA targets)."""
+        return {}
 
 
 # --------------------------------------------------------------------------------------------
@@ -114,21 +170,27 @@ class Llama(Net):
         emb = torch.cat((freqs, freqs), dim=-1)
         self._cos, self._sin = emb.cos(), emb.sin()
 
+    def lora_modules(self) -> dict[str, str]:
+        projs = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+        return {m: rf"\.{m}\.weight$" for m in projs}
+
     def init(self, gen: torch.Generator) -> Weights:
         s = self.shape
-        d, f, std = s.hidden_size, s.intermediate_size, s.initializer_range
-        w: Weights = {"model.embed_tokens.weight": _normal(gen, (s.vocab_size, d), std)}
-        for i in range(s.num_hidden_layers):
+        d, f, std, kind = s.hidden_size, s.intermediate_size, s.initializer_range, s.init
+        layers = s.num_hidden_layers
+        w: Weights = {"model.embed_tokens.weight": _embedding(gen, (s.vocab_size, d), std, kind)}
+        for i in range(layers):
             p = f"model.layers.{i}."
             for proj in ("q_proj", "k_proj", "v_proj", "o_proj"):
-                w[p + f"self_attn.{proj}.weight"] = _normal(gen, (d, d), std)
-            w[p + "mlp.gate_proj.weight"] = _normal(gen, (f, d), std)
-            w[p + "mlp.up_proj.weight"] = _normal(gen, (f, d), std)
-            w[p + "mlp.down_proj.weight"] = _normal(gen, (d, f), std)
+                res = layers if proj == "o_proj" else 0
+                w[p + f"self_attn.{proj}.weight"] = _matrix(gen, (d, d), std, kind, res)
+            w[p + "mlp.gate_proj.weight"] = _matrix(gen, (f, d), std, kind)
+            w[p + "mlp.up_proj.weight"] = _matrix(gen, (f, d), std, kind)
+            w[p + "mlp.down_proj.weight"] = _matrix(gen, (d, f), std, kind, layers)
             w[p + "input_layernorm.weight"] = torch.ones(d)
             w[p + "post_attention_layernorm.weight"] = torch.ones(d)
         w["model.norm.weight"] = torch.ones(d)
-        w["lm_head.weight"] = _normal(gen, (s.vocab_size, d), std)
+        w["lm_head.weight"] = _embedding(gen, (s.vocab_size, d), std, kind)
         return w
 
     def loss(self, w: Weights, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -204,35 +266,46 @@ class Vit(Net):
     def __init__(self, shape: VitShape | None = None) -> None:
         self.shape = shape or VitShape()
 
+    def lora_modules(self) -> dict[str, str]:
+        return {
+            "query": r"attention\.attention\.query\.weight$",
+            "key": r"attention\.attention\.key\.weight$",
+            "value": r"attention\.attention\.value\.weight$",
+            "attention.output": r"attention\.output\.dense\.weight$",
+            "intermediate": r"intermediate\.dense\.weight$",
+            "output": r"layer\.\d+\.output\.dense\.weight$",
+        }
+
     def init(self, gen: torch.Generator) -> Weights:
         s = self.shape
-        d, f, std = s.hidden_size, s.intermediate_size, s.initializer_range
+        d, f, std, kind = s.hidden_size, s.intermediate_size, s.initializer_range, s.init
+        layers = s.num_hidden_layers
         n_patches = (s.image_size // s.patch_size) ** 2
         w: Weights = {
-            "vit.embeddings.cls_token": _normal(gen, (1, 1, d), std),
-            "vit.embeddings.position_embeddings": _normal(gen, (1, n_patches + 1, d), std),
-            "vit.embeddings.patch_embeddings.projection.weight": _normal(
-                gen, (d, s.num_channels, s.patch_size, s.patch_size), std
+            "vit.embeddings.cls_token": _embedding(gen, (1, 1, d), std, kind),
+            "vit.embeddings.position_embeddings": _embedding(gen, (1, n_patches + 1, d), std, kind),
+            "vit.embeddings.patch_embeddings.projection.weight": _matrix(
+                gen, (d, s.num_channels, s.patch_size, s.patch_size), std, kind
             ),
             "vit.embeddings.patch_embeddings.projection.bias": torch.zeros(d),
         }
-        for i in range(s.num_hidden_layers):
+        for i in range(layers):
             p = f"vit.encoder.layer.{i}."
             for name in ("query", "key", "value"):
-                w[p + f"attention.attention.{name}.weight"] = _normal(gen, (d, d), std)
+                w[p + f"attention.attention.{name}.weight"] = _matrix(gen, (d, d), std, kind)
                 w[p + f"attention.attention.{name}.bias"] = torch.zeros(d)
-            w[p + "attention.output.dense.weight"] = _normal(gen, (d, d), std)
+            w[p + "attention.output.dense.weight"] = _matrix(gen, (d, d), std, kind, layers)
             w[p + "attention.output.dense.bias"] = torch.zeros(d)
-            w[p + "intermediate.dense.weight"] = _normal(gen, (f, d), std)
+            w[p + "intermediate.dense.weight"] = _matrix(gen, (f, d), std, kind)
             w[p + "intermediate.dense.bias"] = torch.zeros(f)
-            w[p + "output.dense.weight"] = _normal(gen, (d, f), std)
+            w[p + "output.dense.weight"] = _matrix(gen, (d, f), std, kind, layers)
             w[p + "output.dense.bias"] = torch.zeros(d)
             for ln in ("layernorm_before", "layernorm_after"):
                 w[p + f"{ln}.weight"] = torch.ones(d)
                 w[p + f"{ln}.bias"] = torch.zeros(d)
         w["vit.layernorm.weight"] = torch.ones(d)
         w["vit.layernorm.bias"] = torch.zeros(d)
-        w["classifier.weight"] = _normal(gen, (s.num_labels, d), std)
+        w["classifier.weight"] = _matrix(gen, (s.num_labels, d), std, kind)
         w["classifier.bias"] = torch.zeros(s.num_labels)
         return w
 
@@ -312,13 +385,32 @@ class Mlp(Net):
     def __init__(self, shape: MlpShape | None = None) -> None:
         self.shape = shape or MlpShape()
 
+    def lora_modules(self) -> dict[str, str]:
+        n = len(self.shape.widths) - 1
+        out = {f"net.{2 * i}": rf"^net\.{2 * i}\.weight$" for i in range(n)}
+        out["hidden"] = "|".join(rf"^net\.{2 * i}\.weight$" for i in range(n - 1)) or "^$"
+        return out
+
     def init(self, gen: torch.Generator) -> Weights:
         w: Weights = {}
-        widths = self.shape.widths
+        widths, kind, scale = self.shape.widths, self.shape.init, self.shape.init_scale
         for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
-            bound = 1.0 / math.sqrt(n_in)  # nn.Linear's default init
-            w[f"net.{2 * i}.weight"] = _uniform(gen, (n_out, n_in), bound)
-            w[f"net.{2 * i}.bias"] = _uniform(gen, (n_out,), bound)
+            name = f"net.{2 * i}"
+            if kind == "kaiming-uniform":  # nn.Linear's default init
+                bound = scale / math.sqrt(n_in)
+                w[f"{name}.weight"] = _uniform(gen, (n_out, n_in), bound)
+                w[f"{name}.bias"] = _uniform(gen, (n_out,), bound)
+                continue
+            if kind == "kaiming-normal":
+                weight = _normal(gen, (n_out, n_in), math.sqrt(2.0 / n_in) * scale)
+            elif kind == "xavier-uniform":
+                weight = _uniform(gen, (n_out, n_in), math.sqrt(6.0 / (n_in + n_out)) * scale)
+            elif kind == "normal":
+                weight = _normal(gen, (n_out, n_in), 0.05 * scale)
+            else:
+                raise ValueError(f"unknown MLP init {kind!r}; expected one of {MLP_INIT_KINDS}")
+            w[f"{name}.weight"] = weight
+            w[f"{name}.bias"] = torch.zeros(n_out)
         return w
 
     def loss(self, w: Weights, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
@@ -331,12 +423,29 @@ class Mlp(Net):
         return F.cross_entropy(x, labels)
 
 
-def make_net(arch: str) -> Net:
-    """Instantiate the network for an architecture id used in truth.json."""
+_SHAPES: dict[str, type] = {"llama": LlamaShape, "vit": VitShape, "mlp": MlpShape}
+
+
+def make_shape(arch: str, shape: dict[str, Any] | None = None) -> LlamaShape | VitShape | MlpShape:
+    """The shape dataclass of ``arch`` with the given fields changed (unknown keys raise)."""
+    if arch not in _SHAPES:
+        raise ValueError(f"unknown architecture {arch!r}; expected one of {ARCHITECTURES}")
+    cls = _SHAPES[arch]
+    shape = dict(shape or {})
+    known = {f.name for f in fields(cls)}
+    if set(shape) - known:
+        raise ValueError(f"unknown {arch} shape fields {sorted(set(shape) - known)}")
+    if "widths" in shape:
+        shape["widths"] = tuple(shape["widths"])
+    return cls(**shape)
+
+
+def make_net(arch: str, shape: dict[str, Any] | None = None) -> Net:
+    """Instantiate the network for an architecture id used in truth.json (default shape, or
+    the default with the fields in ``shape`` changed)."""
+    dims = make_shape(arch, shape)
     if arch == "llama":
-        return Llama()
+        return Llama(dims)  # type: ignore[arg-type]
     if arch == "vit":
-        return Vit()
-    if arch == "mlp":
-        return Mlp()
-    raise ValueError(f"unknown architecture {arch!r}; expected one of {ARCHITECTURES}")
+        return Vit(dims)  # type: ignore[arg-type]
+    return Mlp(dims)  # type: ignore[arg-type]

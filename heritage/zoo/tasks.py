@@ -6,11 +6,15 @@ so a fine-tune has something new to learn while staying close to what the parent
 
 * ``markov``: order-2 Markov "language" (next token depends on the last two tokens, so the
   attention layers have work to do). Shifts redraw a fraction of transition rows; a larger
-  ``vocab`` adds new tokens (used by the vocabulary-resize fine-tune).
+  ``vocab`` adds new tokens (used by the vocabulary-resize fine-tune); ``seq_len`` (default
+  64) sets the length of the sequences.
 * ``patterns``: 16x16 RGB images; each class is a procedural prototype (two coloured gaussian
   blobs plus an oriented grating), samples are jittered, rescaled and noisy copies.
 * ``teacher``: 32-d gaussian inputs labelled by a random two-layer tanh teacher network;
   shifts perturb the teacher.
+
+Any task may carry ``sample``: another draw of training examples from the same distribution
+(the data seed of twins trained with one recipe, or of a continued pre-training).
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ def task_name(task: dict[str, Any]) -> str:
         raise ValueError(f"unknown task kind {kind!r}")
     if task.get("shift", 0):
         base += f"-shift{task['shift']}"
+    if task.get("sample", 0):
+        base += f"-sample{task['sample']}"
     return base
 
 
@@ -91,13 +97,14 @@ def markov_tables(task: dict[str, Any], zoo_seed: int) -> tuple[np.ndarray, np.n
 def _markov_data(task: dict[str, Any], zoo_seed: int, n: int) -> tuple[torch.Tensor]:
     t1, t2 = markov_tables(task, zoo_seed)
     vocab = t1.shape[0]
+    seq_len = int(task.get("seq_len", SEQ_LEN))
     rng = _rng(zoo_seed, "markov-sample", json.dumps(task, sort_keys=True))
-    seqs = np.zeros((n, SEQ_LEN + 1), dtype=np.int64)
+    seqs = np.zeros((n, seq_len + 1), dtype=np.int64)
     seqs[:, 0] = rng.integers(0, vocab, n)
     seqs[:, 1] = rng.integers(0, vocab, n)
     c1 = np.cumsum(t1, axis=1)
     c2 = np.cumsum(t2, axis=1)
-    for t in range(2, SEQ_LEN + 1):
+    for t in range(2, seq_len + 1):
         u = rng.random(n)
         use_first = rng.random(n) < 0.75
         cum = np.where(use_first[:, None], c1[seqs[:, t - 1]], c2[seqs[:, t - 2]])

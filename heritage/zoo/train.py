@@ -33,10 +33,50 @@ class TrainResult:
 
 @dataclass(frozen=True)
 class LoraSpec:
-    """Low-rank adapter settings; adapters are merged into the base weights after training."""
+    """Low-rank adapter settings; adapters are merged into the base weights after training.
+
+    ``modules`` names the adapted matrices (short names from ``Net.lora_modules``); None
+    keeps the net's default set.
+    """
 
     rank: int
     alpha: float
+    modules: tuple[str, ...] | None = None
+
+
+OPTIMIZERS = ("adamw", "adam", "sgd", "rmsprop")
+#: ``warmup10-cosine`` is the classic zoo's schedule; the others take ``Optim.warmup``.
+SCHEDULES = ("warmup10-cosine", "constant", "cosine", "warmup-constant", "warmup-cosine", "rising")
+
+
+@dataclass(frozen=True)
+class Optim:
+    """Optimiser and learning-rate schedule of one training run (gradients clipped at 1.0).
+
+    ``weight_decay`` is decoupled for AdamW and an L2 term for the others; it never applies
+    to 1-D tensors. ``warmup`` is the warm-up's share of the run, ``betas`` serve Adam(W)
+    and ``momentum`` SGD and RMSprop. The defaults are the classic zoo's AdamW.
+    """
+
+    name: str = "adamw"
+    schedule: str = "warmup10-cosine"
+    weight_decay: float = 0.01
+    warmup: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    momentum: float = 0.9
+
+    def make(self, groups: list[dict[str, Any]], lr: float) -> torch.optim.Optimizer:
+        if self.name == "adamw":
+            return torch.optim.AdamW(groups, lr=lr, betas=self.betas, foreach=False)
+        if self.name == "adam":
+            return torch.optim.Adam(groups, lr=lr, betas=self.betas, foreach=False)
+        if self.name == "sgd":
+            return torch.optim.SGD(groups, lr=lr, momentum=self.momentum, foreach=False)
+        if self.name == "rmsprop":
+            return torch.optim.RMSprop(
+                groups, lr=lr, alpha=0.99, momentum=self.momentum, foreach=False
+            )
+        raise ValueError(f"unknown optimizer {self.name!r}; expected one of {OPTIMIZERS}")
 
 
 def _lr_at(step: int, total: int, peak: float) -> float:
@@ -46,6 +86,27 @@ def _lr_at(step: int, total: int, peak: float) -> float:
         return peak * (step + 1) / warm
     progress = (step - warm) / max(1, total - warm)
     return peak * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+def lr_at(step: int, total: int, peak: float, schedule: str, warmup: float = 0.1) -> float:
+    """Learning rate of ``step`` (0-based) of ``total`` under a schedule of ``SCHEDULES``.
+
+    Cosine decays end at 10 % of the peak; ``rising`` climbs linearly from 10 % of the peak
+    to the peak at the last step.
+    """
+    if schedule == "warmup10-cosine":
+        return _lr_at(step, total, peak)
+    warm = max(1, round(total * warmup)) if schedule.startswith("warmup-") else 0
+    if step < warm:
+        return peak * (step + 1) / warm
+    if schedule in ("constant", "warmup-constant"):
+        return peak
+    if schedule in ("cosine", "warmup-cosine"):
+        progress = (step - warm) / max(1, total - warm)
+        return peak * (0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * progress)))
+    if schedule == "rising":
+        return peak * (0.1 + 0.9 * step / max(1, total - 1))
+    raise ValueError(f"unknown schedule {schedule!r}; expected one of {SCHEDULES}")
 
 
 def _window_mean(values: list[float], n: int = 10) -> float:
@@ -65,12 +126,16 @@ def train(
     weight_decay: float = 0.01,
     lora: LoraSpec | None = None,
     checkpoints: tuple[int, ...] = (),
+    optim: Optim | None = None,
 ) -> TrainResult:
-    """Run AdamW on next-token / classification loss from ``init`` and return the new weights.
+    """Optimise next-token / classification loss from ``init`` and return the new weights.
 
-    With ``lora`` only rank-r adapters on the net's LoRA targets are trained; the result has
-    ``W + (alpha / r) * B @ A`` merged in, as people do before publishing a merged adapter.
+    ``optim`` defaults to the classic AdamW with ``weight_decay`` and a 10 % warm-up then
+    cosine schedule. With ``lora`` only rank-r adapters on the LoRA targets are trained; the
+    result has ``W + (alpha / r) * B @ A`` merged in, as people do before publishing a
+    merged adapter.
     """
+    optim = optim or Optim(weight_decay=weight_decay)
     data = dataset(task, zoo_seed)
     n_examples = data[0].shape[0]
     batch_size = BATCH_SIZES[net.name]
@@ -84,11 +149,11 @@ def train(
         decay = [v for v in params.values() if v.ndim >= 2]
         no_decay = [v for v in params.values() if v.ndim < 2]
         groups = [
-            {"params": decay, "weight_decay": weight_decay},
+            {"params": decay, "weight_decay": optim.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
         ]
     else:
-        for name in net.lora_targets(params):
+        for name in net.lora_targets(params, lora.modules):
             out_dim, in_dim = params[name].shape
             a = torch.randn((lora.rank, in_dim), generator=gen) / math.sqrt(in_dim)
             b = torch.zeros((out_dim, lora.rank))
@@ -108,13 +173,13 @@ def train(
         with torch.no_grad():
             return {k: v.detach().clone() for k, v in effective().items()}
 
-    opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), foreach=False)
+    opt = optim.make(groups, lr)
     trainable = [t for g in groups for t in g["params"]]
     losses: list[float] = []
     result = TrainResult(weights={}, loss_start=0.0, loss_end=0.0)
     for step in range(steps):
         for g in opt.param_groups:
-            g["lr"] = _lr_at(step, steps, lr)
+            g["lr"] = lr_at(step, steps, lr, optim.schedule, optim.warmup)
         idx = torch.randint(0, n_examples, (batch_size,), generator=gen)
         loss = net.loss(effective(), tuple(t[idx] for t in data))
         opt.zero_grad(set_to_none=True)
@@ -165,12 +230,3 @@ def int8_roundtrip(w: Weights) -> Weights:
 def cast_roundtrip(w: Weights, dtype: torch.dtype) -> Weights:
     """Values as they are after saving in a lower precision (kept in float32 in memory)."""
     return {k: v.to(dtype).to(torch.float32) for k, v in w.items()}
-
-
-def linear_merge(parents: list[Weights], weights: list[float]) -> Weights:
-    """Weighted average of same-shaped checkpoints (a "model soup" / linear merge)."""
-    names = list(parents[0])
-    for p in parents[1:]:
-        if list(p) != names or any(p[k].shape != parents[0][k].shape for k in names):
-            raise ValueError("merge parents must have identical tensor names and shapes")
-    return {k: sum(c * p[k] for c, p in zip(weights, parents, strict=True)) for k in names}
