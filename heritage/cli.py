@@ -91,7 +91,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_zoo(args: argparse.Namespace) -> int:
     from heritage.zoo import build_zoo
 
-    truth = build_zoo(Path(args.out_dir), size=args.size, seed=args.seed, progress=print)
+    try:
+        truth = build_zoo(
+            Path(args.out_dir),
+            size=args.size,
+            seed=args.seed,
+            progress=lambda msg: print(msg, flush=True),
+            plan=args.plan,
+        )
+    except FileExistsError as exc:
+        raise UsageError(str(exc)) from None
     print(f"wrote {len(truth['models'])} models and truth.json to {args.out_dir}")
     return 0
 
@@ -307,8 +316,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("zoo", help="generate model trees with known lineage by real training")
     p.add_argument("out_dir", help="folder to write the models and truth.json into")
-    p.add_argument("--size", choices=["small", "medium"], default="small")
+    p.add_argument("--size", choices=["tiny", "small", "medium"], default="small")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--plan",
+        choices=["random", "classic"],
+        default="random",
+        help="random: families, shapes and recipes drawn from the seed (default); "
+        "classic: the same tree for every seed, only training noise differs",
+    )
     p.set_defaults(func=cmd_zoo)
 
     p = sub.add_parser(

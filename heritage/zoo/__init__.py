@@ -2,10 +2,16 @@
 
 Public API::
 
-    build_zoo(out_dir, size="small", seed=0, progress=None) -> truth dict (also truth.json)
+    build_zoo(out_dir, size="small", seed=0, progress=None, overwrite=False, plan="classic")
+        -> truth dict (also truth.json)
     validate_truth(truth) -> None          # raises ValueError on schema violations
     load_truth(zoo_dir) -> truth dict      # read + validate zoo_dir/truth.json
-    cached_zoo(size="small", seed=0) -> Path  # build once into <repo>/.cache, then reuse
+    cached_zoo(size="small", seed=0, root=None, plan="classic") -> Path
+        # build once into <repo>/.cache, then reuse
+
+Plans (``heritage.zoo.plan.make_plan(size, seed, plan)``): ``classic`` grows the same tree
+for every seed (only training noise differs); ``random`` draws the families, network
+shapes, recipes, merges, adapters and copies from the seed (``heritage.zoo.randplan``).
 
 The truth schema is documented in ``heritage/zoo/SCHEMA.md``. Torch is only imported when a
 zoo is built, so validating truth files stays cheap.

@@ -1,4 +1,5 @@
-"""``python -m heritage.zoo OUT_DIR [--size small|medium] [--seed N]``: build a zoo."""
+"""``python -m heritage.zoo OUT_DIR [--size tiny|small|medium] [--seed N] [--plan random|classic]``:
+build a zoo (like ``heritage zoo``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from heritage.zoo.plan import SIZES
+from heritage.zoo.truth import PLANS, SIZES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,6 +17,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out_dir", type=Path, help="empty or new directory for the zoo")
     parser.add_argument("--size", choices=SIZES, default="small")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--plan",
+        choices=PLANS,
+        default="random",
+        help="random: the tree drawn from the seed (default); classic: one tree for every seed",
+    )
     parser.add_argument(
         "--overwrite", action="store_true", help="delete OUT_DIR first if it is not empty"
     )
@@ -29,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             progress=lambda msg: print(msg, flush=True),
             overwrite=args.overwrite,
+            plan=args.plan,
         )
     except FileExistsError as exc:
         print(f"error: {exc}", file=sys.stderr)

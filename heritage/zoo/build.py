@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -10,23 +12,35 @@ from typing import Any
 
 import torch
 
+from heritage.zoo.merges import linear_merge, merge
 from heritage.zoo.nets import Net, Weights, make_net
 from heritage.zoo.plan import PICKLE_FILES, Spec, make_plan
 from heritage.zoo.tasks import mix_seed, task_name
 from heritage.zoo.train import (
     BATCH_SIZES,
     LoraSpec,
+    Optim,
     TrainResult,
     cast_roundtrip,
     int8_roundtrip,
-    linear_merge,
     resize_vocab,
     train,
 )
-from heritage.zoo.truth import SCHEMA_VERSION, validate_truth
+from heritage.zoo.truth import PLANS, SCHEMA_VERSION, SCHEMA_VERSION_CLASSIC, validate_truth
 from heritage.zoo.writers import DTYPES, save_pickle, save_safetensors, write_card, write_json
 
-NUM_THREADS = 2
+#: torch threads per plan: the classic zoos were made with 2 (their bytes depend on it); a
+#: random zoo trains on one, so two can build side by side on a 2-core machine.
+NUM_THREADS = {"classic": 2, "random": 1}
+_OPTIMIZER_NAMES = {"adamw": "AdamW", "adam": "Adam", "sgd": "SGD", "rmsprop": "RMSprop"}
+_MERGE_NAMES = {
+    "linear": "Linear",
+    "slerp": "SLERP",
+    "task-arithmetic": "Task-arithmetic",
+    "ties": "TIES",
+    "dare": "DARE",
+}
+_COUNTS = {2: "two", 3: "three"}
 _HF_RELATIONS = {"finetune", "adapter", "merge", "quantized"}
 _DESCRIPTIONS = {
     "llama": "A tiny Llama-style causal language model trained on synthetic Markov text.",
@@ -41,21 +55,28 @@ def _seed(zoo_seed: int, *parts: object) -> int:
 
 class _Builder:
     def __init__(
-        self, out_dir: Path, size: str, seed: int, progress: Callable[[str], None] | None
+        self,
+        out_dir: Path,
+        size: str,
+        seed: int,
+        progress: Callable[[str], None] | None,
+        plan: str = "classic",
     ) -> None:
         self.out = out_dir
         self.size = size
         self.seed = seed
+        self.plan = plan
         self.progress = progress or (lambda _msg: None)
         self.weights: dict[str, Weights] = {}
         self.runs: dict[str, TrainResult] = {}
         self.records: dict[str, dict[str, Any]] = {}
         self.nets: dict[str, Net] = {}
 
-    def net(self, arch: str) -> Net:
-        if arch not in self.nets:
-            self.nets[arch] = make_net(arch)
-        return self.nets[arch]
+    def net(self, arch: str, shape: dict[str, Any] | None = None) -> Net:
+        key = arch + json.dumps(shape, sort_keys=True)
+        if key not in self.nets:
+            self.nets[key] = make_net(arch, shape)
+        return self.nets[key]
 
     # ---------------------------------------------------------------- deriving weights
 
@@ -79,6 +100,8 @@ class _Builder:
 
     def derive(self, spec: Spec) -> tuple[Weights, dict[str, Any]]:
         """Produce the model's float32 weights (as stored) and its recipe."""
+        if self.plan == "random":
+            return self._derive_random(spec)
         net = self.net(spec.arch)
         p = spec.params
         parents = [self.weights[x] for x in spec.parents]
@@ -120,6 +143,17 @@ class _Builder:
             return result.weights, {**recipe, **extra}
         if spec.op == "checkpoint":
             return self._checkpoint(spec, net)
+        if spec.op == "merge":
+            return (
+                linear_merge(parents, p["weights"]),
+                {"op": "merge", "method": "linear", "weights": p["weights"]},
+            )
+        return self._copy(spec)
+
+    def _copy(self, spec: Spec) -> tuple[Weights, dict[str, Any]]:
+        """Quantised copies and duplicates: no training, no randomness."""
+        p = spec.params
+        parents = [self.weights[x] for x in spec.parents]
         if spec.op == "cast":
             return (
                 cast_roundtrip(parents[0], DTYPES[spec.dtype]),
@@ -136,12 +170,147 @@ class _Builder:
             }
         if spec.op == "dup":
             return parents[0], {"op": "duplicate", "copy_of": spec.parents[0]}
-        if spec.op == "merge":
-            return (
-                linear_merge(parents, p["weights"]),
-                {"op": "merge", "method": "linear", "weights": p["weights"]},
-            )
         raise ValueError(f"unknown op {spec.op!r}")
+
+    # ---------------------------------------------------------------- random plan
+
+    def _random_recipe(
+        self, spec: Spec, result: TrainResult, steps: int, seed: int
+    ) -> dict[str, Any]:
+        """The classic recipe keys plus the whole optimiser and schedule."""
+        p, o = spec.params, spec.params["optim"]
+        recipe: dict[str, Any] = {
+            "op": spec.op,
+            "task": task_name(p["task"]),
+            "task_params": p["task"],
+            "steps": steps,
+            "lr": p["lr"],
+            "seed": seed,
+            "batch_size": BATCH_SIZES[spec.arch],
+            "optimizer": o["name"],
+            "schedule": o["schedule"],
+            "warmup": o.get("warmup", 0.0),
+            "weight_decay": o["weight_decay"],
+            "grad_clip": 1.0,
+            "loss_start": result.loss_start,
+            "loss_end": result.loss_end,
+        }
+        for key in ("betas", "momentum"):
+            if key in o:
+                recipe[key] = o[key]
+        for key in ("stage", "twin_group"):
+            if key in p:
+                recipe[key] = p[key]
+        return recipe
+
+    @staticmethod
+    def _optim(p: dict[str, Any]) -> Optim:
+        o = p["optim"]
+        return Optim(
+            name=o["name"],
+            schedule=o["schedule"],
+            weight_decay=o["weight_decay"],
+            warmup=o.get("warmup", 0.1),
+            betas=tuple(o.get("betas", (0.9, 0.95))),  # type: ignore[arg-type]
+            momentum=o.get("momentum", 0.9),
+        )
+
+    def _derive_random(self, spec: Spec) -> tuple[Weights, dict[str, Any]]:
+        net = self.net(spec.arch, spec.net)
+        p = spec.params
+        parents = [self.weights[x] for x in spec.parents]
+        if spec.op in ("pretrain", "finetune", "lora", "resize"):
+            seed = _seed(self.seed, spec.location, p["seed"])
+            extra: dict[str, Any] = {}
+            if spec.op == "pretrain":
+                init_seed = _seed(self.seed, spec.arch, "init", p["init_seed"])
+                start = net.init(torch.Generator().manual_seed(init_seed))
+                extra["init_seed"] = init_seed
+                extra["init"] = (spec.net or {}).get("init", "normal")
+                for key in ("initializer_range", "init_scale"):
+                    if key in (spec.net or {}):
+                        extra[key] = spec.net[key]  # type: ignore[index]
+            elif spec.op == "resize":
+                start = resize_vocab(
+                    parents[0], p["new_vocab"], torch.Generator().manual_seed(seed + 1)
+                )
+                extra["old_vocab"] = int(parents[0]["model.embed_tokens.weight"].shape[0])
+                extra["new_vocab"] = p["new_vocab"]
+                extra["new_rows_init"] = "mean of old rows + N(0, 0.01)"
+            else:
+                start = parents[0]
+            lora = None
+            if spec.op == "lora":
+                lora = LoraSpec(p["rank"], p["alpha"], tuple(p["modules"]))
+            result = train(
+                net,
+                start,
+                p["task"],
+                steps=p["steps"],
+                lr=p["lr"],
+                seed=seed,
+                zoo_seed=self.seed,
+                lora=lora,
+                optim=self._optim(p),
+            )
+            recipe = self._random_recipe(spec, result, p["steps"], seed)
+            if lora is not None:
+                extra.update(
+                    lora_rank=lora.rank,
+                    lora_alpha=lora.alpha,
+                    lora_merged=True,
+                    lora_modules=list(p["modules"]),
+                    lora_targets=sorted(net.lora_targets(start, lora.modules)),
+                )
+            return result.weights, {**recipe, **extra}
+        if spec.op == "checkpoint":
+            marks = list(p["marks"])
+            run, i = p["run"], p["index"]
+            seed = _seed(self.seed, run, p["seed"])
+            if run not in self.runs:  # first checkpoint: train the whole run once
+                self.runs[run] = train(
+                    net,
+                    self.weights[spec.parents[0]],
+                    p["task"],
+                    steps=marks[-1],
+                    lr=p["lr"],
+                    seed=seed,
+                    zoo_seed=self.seed,
+                    checkpoints=tuple(marks),
+                    optim=self._optim(p),
+                )
+            result = self.runs[run]
+            step = marks[i]
+            recipe = self._random_recipe(spec, result, step - (marks[i - 1] if i else 0), seed)
+            recipe.update(
+                run=run,
+                checkpoint_index=i,
+                global_step=step,
+                run_total_steps=marks[-1],
+                run_checkpoints=marks,
+                loss_end=result.checkpoint_losses[step],
+            )
+            if i:
+                recipe["loss_start"] = result.checkpoint_losses[marks[i - 1]]
+            return result.checkpoints[step], recipe
+        if spec.op == "merge":
+            method = p["method"]
+            base = self.weights[p["base"]] if "base" in p else None
+            gen = None
+            recipe = {"op": "merge", "method": method, "weights": p["weights"], "kin": p["kin"]}
+            if "seed" in p:
+                seed = _seed(self.seed, spec.location, p["seed"])
+                gen = torch.Generator().manual_seed(seed)
+                recipe["seed"] = seed
+            if "base" in p:
+                recipe["base"] = p["base"]
+            if "density" in p:
+                recipe["density"] = p["density"]
+            if method == "slerp":
+                recipe["t"] = p["weights"][1]
+            w = merge(method, parents, p["weights"], base, p.get("density", 1.0), gen)
+            return w, recipe
+        return self._copy(spec)
 
     def _checkpoint(self, spec: Spec, net: Net) -> tuple[Weights, dict[str, Any]]:
         p = spec.params
@@ -179,7 +348,7 @@ class _Builder:
     def publish(self, spec: Spec, w: Weights) -> tuple[list[str], str]:
         folder = self.out / spec.location
         folder.mkdir(parents=True, exist_ok=False)
-        net = self.net(spec.arch)
+        net = self.net(spec.arch, spec.net)
         if spec.op == "dup":  # byte-identical weights (and config) under another name
             src_rec = self.records[spec.parents[0]]
             src = self.out / src_rec["location"]
@@ -229,8 +398,7 @@ class _Builder:
         return {"declared_base_model": declared, "card_status": spec.card_status}
 
     def build(self) -> dict[str, Any]:
-        specs = make_plan(self.size)
-        started = time.perf_counter()
+        specs = make_plan(self.size, self.seed, self.plan)
         for i, spec in enumerate(specs, 1):
             t0 = time.perf_counter()
             w, recipe = self.derive(spec)
@@ -254,6 +422,9 @@ class _Builder:
                 "recipe": recipe,
                 "card": self.card(spec, recipe),
             }
+            if self.plan != "classic":
+                self.records[spec.location]["family_kind"] = spec.family_kind
+                self.records[spec.location]["net"] = spec.net
             loss = (
                 f" loss {recipe['loss_start']:.3f}->{recipe['loss_end']:.3f}"
                 if "loss_end" in recipe
@@ -263,24 +434,32 @@ class _Builder:
                 f"[{i}/{len(specs)}] {spec.location} ({spec.relation}/{spec.op}, "
                 f"{fmt}, {spec.dtype}){loss} {time.perf_counter() - t0:.1f}s"
             )
-        truth = {
-            "schema_version": SCHEMA_VERSION,
+        truth: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION_CLASSIC if self.plan == "classic" else SCHEMA_VERSION,
             "seed": self.seed,
             "size": self.size,
             "models": list(self.records.values()),
         }
+        if self.plan != "classic":
+            truth["plan"] = self.plan
         validate_truth(truth)
         write_json(self.out / "truth.json", truth)
-        self.progress(
-            f"zoo of {len(specs)} models written to {self.out} "
-            f"in {time.perf_counter() - started:.1f}s"
-        )
         return truth
+
+
+def _description(spec: Spec) -> str:
+    if spec.net is None:
+        return _DESCRIPTIONS[spec.arch]
+    if spec.arch == "mlp":
+        widths = "-".join(str(w) for w in spec.net["widths"])
+        saved = "safetensors" if spec.fmt.startswith("safetensors") else "a PyTorch state_dict"
+        return f"A small MLP classifier ({widths}) saved as {saved}."
+    return _DESCRIPTIONS[spec.arch]
 
 
 def _card_body(spec: Spec, recipe: dict[str, Any]) -> str:
     """Model-card prose; it never names the parent (only the YAML front matter does)."""
-    lines = [_DESCRIPTIONS[spec.arch], ""]
+    lines = [_description(spec), ""]
     op = spec.op
     if "task" in recipe:
         what = {
@@ -291,7 +470,8 @@ def _card_body(spec: Spec, recipe: dict[str, Any]) -> str:
         }.get(op, "Fine-tuned")
         lines.append(
             f"{what} on `{recipe['task']}` for {recipe['steps']} steps "
-            f"(AdamW, peak lr {recipe['lr']:g}, batch {recipe['batch_size']})."
+            f"({_OPTIMIZER_NAMES[recipe['optimizer']]}, peak lr {recipe['lr']:g}, "
+            f"batch {recipe['batch_size']})."
         )
         lines.append(f"Training loss {recipe['loss_start']:.3f} -> {recipe['loss_end']:.3f}.")
     elif op == "int8":
@@ -302,7 +482,10 @@ def _card_body(spec: Spec, recipe: dict[str, Any]) -> str:
         lines.append(f"Weights re-saved in {spec.dtype}.")
     elif op == "merge":
         ws = "/".join(f"{x:g}" for x in recipe["weights"])
-        lines.append(f"Linear merge of two checkpoints with weights {ws}.")
+        n = _COUNTS.get(len(recipe["weights"]), str(len(recipe["weights"])))
+        lines.append(
+            f"{_MERGE_NAMES[recipe['method']]} merge of {n} checkpoints with weights {ws}."
+        )
     elif op == "dup":
         lines.append("Mirror upload.")
     return "\n".join(lines)
@@ -314,22 +497,49 @@ def build_zoo(
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
     overwrite: bool = False,
+    plan: str = "classic",
 ) -> dict[str, Any]:
     """Train and publish a zoo of model families into ``out_dir``; return (and write) its truth.
 
-    The output is byte-for-byte reproducible for a given ``size`` and ``seed`` (same torch
-    build and CPU): all randomness is seeded and torch runs on a fixed number of threads.
-    ``out_dir`` must be empty or absent unless ``overwrite`` is set.
+    ``plan`` is ``classic`` (one tree for every seed) or ``random`` (the tree drawn from the
+    seed); see ``heritage.zoo.plan.make_plan``. The output is byte-for-byte reproducible for
+    a given ``size``, ``seed`` and ``plan`` (same torch build and CPU): all randomness is
+    seeded and torch runs on a fixed number of threads per plan.
+
+    ``out_dir`` must be empty or absent unless ``overwrite`` is set. The zoo is built in a
+    hidden sibling folder and renamed into place when complete, so a reader never sees a
+    half-built zoo at ``out_dir``.
     """
+    if plan not in PLANS:
+        raise ValueError(f"unknown zoo plan {plan!r}; expected one of {PLANS}")
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{out_dir} is not empty (pass overwrite=True to replace it)")
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out_dir} is not empty (pass overwrite=True to replace it)")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.parent / f".{out_dir.name}.building-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    started = time.perf_counter()
     threads = torch.get_num_threads()
-    torch.set_num_threads(NUM_THREADS)
+    torch.set_num_threads(NUM_THREADS[plan])
     try:
-        return _Builder(out_dir, size, seed, progress).build()
+        truth = _Builder(tmp, size, seed, progress, plan).build()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     finally:
         torch.set_num_threads(threads)
+    if out_dir.exists():  # empty, or replaced on request: swap, then delete the old one
+        old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+        out_dir.rename(old)
+        tmp.rename(out_dir)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(out_dir)
+    if progress is not None:
+        progress(
+            f"zoo of {len(truth['models'])} models written to {out_dir} "
+            f"in {time.perf_counter() - started:.1f}s"
+        )
+    return truth

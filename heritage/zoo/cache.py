@@ -1,6 +1,7 @@
 """Build a zoo once per source version and reuse it (tests and demos share the result).
 
-The cache lives in ``<repo>/.cache/zoo-<size>-seed<seed>`` and counts as complete only when
+The cache lives in ``<repo>/.cache/zoo-<size>-seed<seed>`` (classic plan) or
+``zoo-<size>-<plan>-seed<seed>`` (other plans) and counts as complete only when
 its ``.complete`` marker holds the hash of the generator's source files, so editing the
 generator regenerates it. A lock file serialises concurrent builders (e.g. pytest-xdist).
 """
@@ -33,23 +34,31 @@ def generator_hash() -> str:
     return h.hexdigest()
 
 
-def cached_zoo(size: str = "small", seed: int = 0, root: Path | None = None) -> Path:
-    """Return the folder of a complete zoo for (size, seed), building it if needed."""
+def zoo_dir_name(size: str, seed: int, plan: str = "classic") -> str:
+    """``zoo-<size>-seed<seed>`` for the classic plan, ``zoo-<size>-<plan>-seed<seed>`` else."""
+    return f"zoo-{size}-seed{seed}" if plan == "classic" else f"zoo-{size}-{plan}-seed{seed}"
+
+
+def cached_zoo(
+    size: str = "small", seed: int = 0, root: Path | None = None, plan: str = "classic"
+) -> Path:
+    """Return the folder of a complete zoo for (size, seed, plan), building it if needed."""
     from heritage.zoo.build import build_zoo
 
     root = Path(root) if root is not None else default_cache_root()
     root.mkdir(parents=True, exist_ok=True)
-    target = root / f"zoo-{size}-seed{seed}"
+    name = zoo_dir_name(size, seed, plan)
+    target = root / name
     want = generator_hash()
-    with open(root / f"zoo-{size}-seed{seed}.lock", "w") as lock:
+    with open(root / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         marker = target / MARKER
         if marker.exists() and marker.read_text().strip() == want:
             return target
-        tmp = root / f"zoo-{size}-seed{seed}.building"
+        tmp = root / f"{name}.building"
         if tmp.exists():
             shutil.rmtree(tmp)
-        build_zoo(tmp, size=size, seed=seed)
+        build_zoo(tmp, size=size, seed=seed, plan=plan)
         (tmp / MARKER).write_text(want + "\n")
         if target.exists():
             shutil.rmtree(target)

@@ -11,18 +11,22 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-SIZES = ("tiny", "small", "medium")
+from heritage.lineage.types import Relation
+from heritage.zoo.truth import PLANS, SIZES
 
-RELATION_OF_OP = {
+__all__ = ["PLANS", "SIZES", "Spec", "make_plan"]
+
+#: Relation of each op; roots are "root", which ``Relation`` leaves out (it names edges).
+RELATION_OF_OP: dict[str, str] = {
     "pretrain": "root",
-    "finetune": "finetune",
-    "resize": "finetune",
-    "checkpoint": "finetune",
-    "lora": "adapter",
-    "cast": "quantized",
-    "int8": "quantized",
-    "dup": "duplicate",
-    "merge": "merge",
+    "finetune": Relation.FINETUNE,
+    "resize": Relation.FINETUNE,
+    "checkpoint": Relation.FINETUNE,
+    "lora": Relation.ADAPTER,
+    "cast": Relation.QUANTIZED,
+    "int8": Relation.QUANTIZED,
+    "dup": Relation.DUPLICATE,
+    "merge": Relation.MERGE,
 }
 
 PICKLE_FILES = {"pt": "model.pt", "pth": "model.pth", "bin": "pytorch_model.bin"}
@@ -42,10 +46,13 @@ class Spec:
     dtype: str = "float32"
     card_status: str = "correct"
     card_target: str | None = None  # declared base for a deliberately wrong card
+    #: random plan only: the family's network shape (``make_net`` fields) and tree kind
+    net: dict[str, Any] | None = None
+    family_kind: str | None = None
 
     @property
     def relation(self) -> str:
-        return RELATION_OF_OP[self.op]
+        return str(RELATION_OF_OP[self.op])  # the plain value (YAML cards, JSON truth)
 
     @property
     def name(self) -> str:
@@ -409,10 +416,25 @@ def _template_tiny(f: Family, init_seed: int, root_fmt: str | None) -> None:
         f.resize("resize", root, "bytebard", "vocab272", shift=5, new_vocab=272, seed=5)
 
 
-def make_plan(size: str) -> list[Spec]:
-    """All specs of a zoo size, in build order."""
+def make_plan(size: str, seed: int = 0, plan: str = "classic") -> list[Spec]:
+    """All specs of a zoo, in build order (parents before children).
+
+    ``classic``: the same tree for every seed (4 templates x 3 architectures; the seed only
+    changes the training noise). ``random``: the whole tree drawn from ``seed``
+    (``heritage.zoo.randplan``).
+    """
     if size not in SIZES:
         raise ValueError(f"unknown zoo size {size!r}; expected one of {SIZES}")
+    if plan == "random":
+        from heritage.zoo.randplan import random_plan
+
+        return random_plan(size, seed)
+    if plan != "classic":
+        raise ValueError(f"unknown zoo plan {plan!r}; expected one of {PLANS}")
+    return _classic_plan(size)
+
+
+def _classic_plan(size: str) -> list[Spec]:
     plan = Planner(size)
     fams: dict[tuple[str, str], Family] = {}
     if size == "tiny":

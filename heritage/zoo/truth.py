@@ -10,13 +10,21 @@ import json
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-SCHEMA_VERSION = 1
+SIZES = ("tiny", "small", "medium")
+PLANS = ("classic", "random")
+#: Version 2 adds the random plan's fields (``plan``; per model ``family_kind``, ``net``);
+#: classic zoos have none of them and are still written as version 1.
+SCHEMA_VERSION = 2
+SCHEMA_VERSION_CLASSIC = 1
+SUPPORTED_SCHEMA_VERSIONS = (1, 2)
 RELATIONS = ("root", "finetune", "adapter", "merge", "quantized", "duplicate")
 ARCHITECTURES = ("llama", "vit", "cnn", "mlp")
 FORMATS = ("safetensors", "safetensors-sharded", "pt", "pth", "bin")
 DTYPES = ("float32", "float16", "bfloat16", "int8")
 CARD_STATUSES = ("correct", "missing", "wrong")
 PICKLE_CONTAINERS = ("zip", "legacy")
+FAMILY_KINDS = ("pair", "star", "chain", "deep", "bushy", "mixed")
+MERGE_METHODS = ("linear", "slerp", "task-arithmetic", "ties", "dare")
 #: Relations whose models are never used as a parent in the zoo.
 LEAF_RELATIONS = ("quantized", "duplicate")
 
@@ -109,6 +117,17 @@ def _check_model(i: int, m: Any) -> str:
     return loc
 
 
+def _check_v2_model(m: dict[str, Any]) -> None:
+    where = f"model {m['location']!r}"
+    if m.get("family_kind") not in FAMILY_KINDS:
+        _fail(f"{where}: family_kind {m.get('family_kind')!r} not in {FAMILY_KINDS}")
+    if not isinstance(m.get("net"), dict):
+        _fail(f"{where}: net must be an object (the family's network shape)")
+    recipe = m["recipe"]
+    if m["relation"] == "merge" and recipe.get("method") not in MERGE_METHODS:
+        _fail(f"{where}: merge method {recipe.get('method')!r} not in {MERGE_METHODS}")
+
+
 def _check_card(m: dict[str, Any], where: str) -> None:
     card = m["card"]
     if "declared_base_model" not in card or "card_status" not in card:
@@ -133,7 +152,7 @@ def _check_card(m: dict[str, Any], where: str) -> None:
 
 
 def validate_truth(truth: dict[str, Any]) -> None:
-    """Raise ValueError naming the first problem if ``truth`` does not follow schema v1."""
+    """Raise ValueError naming the first problem if ``truth`` does not follow its schema."""
     if not isinstance(truth, dict):
         _fail(f"top level must be an object, got {type(truth).__name__}")
     for key, typ in (("schema_version", int), ("seed", int), ("size", str), ("models", list)):
@@ -141,14 +160,19 @@ def validate_truth(truth: dict[str, Any]) -> None:
             _fail(f"missing top-level key {key!r}")
         if not isinstance(truth[key], typ) or isinstance(truth[key], bool):
             _fail(f"top-level {key!r} has type {type(truth[key]).__name__}")
-    if truth["schema_version"] != SCHEMA_VERSION:
-        _fail(f"schema_version {truth['schema_version']} unsupported (expected {SCHEMA_VERSION})")
+    version = truth["schema_version"]
+    if version not in SUPPORTED_SCHEMA_VERSIONS:
+        _fail(f"schema_version {version} unsupported (expected one of {SUPPORTED_SCHEMA_VERSIONS})")
+    if version >= 2 and truth.get("plan") not in PLANS:
+        _fail(f"top-level plan {truth.get('plan')!r} not in {PLANS}")
     models = truth["models"]
     if not models:
         _fail("models is empty")
     by_loc: dict[str, dict[str, Any]] = {}
     for i, m in enumerate(models):
         loc = _check_model(i, m)
+        if version >= 2:
+            _check_v2_model(m)
         if loc in by_loc:
             _fail(f"duplicate location {loc!r}")
         by_loc[loc] = m
@@ -165,6 +189,12 @@ def validate_truth(truth: dict[str, Any]) -> None:
             if m["card"]["card_status"] == "correct" and d not in by_loc:
                 _fail(f"model {loc!r}: declared base model {d!r} is not in the zoo")
     _check_acyclic(by_loc)
+    for loc, m in by_loc.items():
+        base = m["recipe"].get("base") if m["relation"] == "merge" else None
+        if base is not None and (
+            base not in by_loc or by_loc[base]["family"] != by_loc[m["parents"][0]]["family"]
+        ):
+            _fail(f"model {loc!r}: merge base {base!r} is not a model of the merged family")
     for loc, m in by_loc.items():
         family = m["family"]
         if m["relation"] == "root":

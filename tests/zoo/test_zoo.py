@@ -353,7 +353,8 @@ def test_build_refuses_non_empty_dir(tmp_path: Path) -> None:
 def test_cached_zoo_reuses_and_regenerates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[Path, str, int]] = []
 
-    def fake_build(out_dir: Path, size: str, seed: int) -> dict[str, Any]:
+    def fake_build(out_dir: Path, size: str, seed: int, plan: str) -> dict[str, Any]:
+        assert plan == "classic"
         calls.append((out_dir, size, seed))
         out_dir.mkdir(parents=True)
         (out_dir / "truth.json").write_text("{}")
@@ -395,7 +396,7 @@ def _breakers() -> list[tuple[str, Any]]:
         r["card"] = {"declared_base_model": None, "card_status": "missing"}
 
     return [
-        ("schema_version", lambda t: t.update(schema_version=2)),
+        ("schema_version", lambda t: t.update(schema_version=99)),
         ("missing top-level key 'models'", lambda t: t.pop("models")),
         ("missing required key 'family'", lambda t: first_child(t).pop("family")),
         ("relation", lambda t: first_child(t).update(relation="distilled")),
