@@ -33,6 +33,7 @@ from sklearn.linear_model import LogisticRegression
 from heritage.lineage import LineageSettings, ModelInput
 from heritage.lineage.direction import FEATURES, FamilyTree, Scorer, orient, root_features
 from heritage.lineage.engine import plan_lineage
+from heritage.lineage.tree import REGRAFT_FEATURES, regraft_features
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from zoodata import ZooData, ancestors, duplicate_classes, load_zoo  # noqa: E402
@@ -97,16 +98,45 @@ def fit_coef(train: list[Example], c: float = 1.0) -> np.ndarray:
     return model.coef_[0]
 
 
-def scorer_with(coef: np.ndarray) -> Scorer:
+def scorer_with(coef: np.ndarray, regraft: tuple[np.ndarray, float] = (np.zeros(0), 0.0)) -> Scorer:
     empty = (np.zeros(0), np.zeros(0))
-    return Scorer(coef, empty, empty, 0.0, "")
+    return Scorer(coef, empty, empty, 0.0, "", regraft[0], regraft[1])
 
 
-def edge_outcomes(exs: list[Example], coef: np.ndarray) -> list[tuple[float, bool, bool]]:
+def regraft_examples(exs: list[Example], coef: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each child v of u under g in the trees oriented by ``coef``, labelled 1 when g is
+    v's true parent, 0 when u is (pairs where neither is are left out)."""
+    rows, labels = [], []
+    for ex in exs:
+        res = orient(ex.tree, scorer_with(coef))
+        parent = {e.child: e.parent for e in res.edges}
+        for v, u in parent.items():
+            g = parent.get(u)
+            if g is None:
+                continue
+            cv, cu, cg = ex.classes[v], ex.classes[u], ex.classes[g]
+            up, here = (cg, cv) in ex.true_edges, (cu, cv) in ex.true_edges
+            if up or here:
+                rows.append(regraft_features(g, u, v, ex.tree.dist))
+                labels.append(1.0 if up else 0.0)
+    return np.array(rows).reshape(-1, len(REGRAFT_FEATURES)), np.array(labels)
+
+
+def fit_regraft(exs: list[Example], coef: np.ndarray, c: float) -> tuple[np.ndarray, float]:
+    x, y = regraft_examples(exs, coef)
+    if len(set(y.tolist())) < 2:
+        return np.zeros(0), 0.0
+    model = LogisticRegression(C=c, max_iter=5000).fit(x, y)
+    return model.coef_[0], float(model.intercept_[0])
+
+
+def edge_outcomes(
+    exs: list[Example], coef: np.ndarray, regraft: tuple[np.ndarray, float]
+) -> list[tuple[float, bool, bool]]:
     """(direction probability, right as directed, right either way) per tree edge."""
     out = []
     for ex in exs:
-        res = orient(ex.tree, scorer_with(coef))
+        res = orient(ex.tree, scorer_with(coef, regraft))
         for e in res.edges:
             p, c = ex.classes[e.parent], ex.classes[e.child]
             out.append((e.probability, (p, c) in ex.true_edges, (c, p) in ex.true_edges))
@@ -138,6 +168,12 @@ def main() -> None:
         print(f"{zoo.label}: {len(got)} family trees (+ as many with times), {skipped} skipped")
     coef = fit_coef(exs, args.c)
     print("coefficients:", {f: round(float(v), 3) for f, v in zip(FEATURES, coef, strict=True)})
+    rg_coef, rg_icpt = fit_regraft(exs, coef, args.c)
+    print(
+        "regraft:",
+        {f: round(float(v), 3) for f, v in zip(REGRAFT_FEATURES, rg_coef, strict=False)},
+        f"intercept {rg_icpt:.3f}",
+    )
     # leave-one-zoo-out outcomes for calibration and an honest root accuracy
     outcomes: list[tuple[float, bool, bool]] = []
     root_hits = []
@@ -145,7 +181,7 @@ def main() -> None:
         held = [e for e in exs if e.zoo == label]
         rest = [e for e in exs if e.zoo != label] or held
         c = fit_coef(rest, args.c)
-        outcomes += edge_outcomes(held, c)
+        outcomes += edge_outcomes(held, c, fit_regraft(rest, c, args.c))
         for ex in held:
             root_hits.append(orient(ex.tree, scorer_with(c)).root == ex.root)
     prob = np.array([o[0] for o in outcomes])
@@ -161,6 +197,12 @@ def main() -> None:
         "fitted_on": ", ".join(labels),
         "how": "bench/fit_lineage.py: pairwise logistic root model; leave-one-zoo-out isotonic maps",
         "coef": {f: round(float(v), 6) for f, v in zip(FEATURES, coef, strict=True)},
+        "regraft": {
+            "coef": {f: round(float(v), 6) for f, v in zip(REGRAFT_FEATURES, rg_coef, strict=True)},
+            "intercept": round(rg_icpt, 6),
+        }
+        if len(rg_coef)
+        else None,
         "edge_map": edge_map,
         "direction_map": direction_map,
         "uncertain_below": UNCERTAIN_BELOW,

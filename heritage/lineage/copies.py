@@ -16,7 +16,6 @@ from networkx.utils import UnionFind
 
 from heritage.fingerprint import Fingerprint
 from heritage.lineage.neighbours import PairDistances
-from heritage.lineage.precision import precision_bits
 from heritage.lineage.types import Relation
 
 __all__ = ["Copy", "CopiesResult", "find_copies", "identical"]
@@ -52,11 +51,13 @@ def find_copies(
     zero_pairs: Iterable[tuple[int, int]],
     dist: PairDistances,
     times: Sequence[float | None],
+    bits: Sequence[int],
     tolerance: Sequence[tuple[int, float]],
 ) -> CopiesResult:
     """Duplicates collapse onto one representative; quantized copies hang off their source.
 
-    ``zero_pairs`` are the members' pairs at evidence distance 0 (duplicate candidates).
+    ``zero_pairs`` are the members' pairs at evidence distance 0 (duplicate candidates);
+    ``bits`` is each model's storage precision (heritage.lineage.precision).
     ``tolerance`` maps storage precision (bits, at most) to the largest evidence distance
     rounding can explain at that precision.
     """
@@ -72,7 +73,6 @@ def find_copies(
         reps.append(rep)
         copies += [Copy(rep, o, Relation.DUPLICATE, 1.0, 0.0) for o in cls if o != rep]
     reps.sort()
-    bits = {i: precision_bits(fps[i]) for i in reps}
     quantized: set[int] = set()
     for c in sorted(reps, key=lambda i: (bits[i], i)):
         tol = next((t for b, t in sorted(tolerance) if bits[c] <= b), None)

@@ -22,8 +22,8 @@ parent's side; ``calibrate`` maps it to a confidence measured on development zoo
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import NamedTuple
@@ -31,7 +31,7 @@ from typing import NamedTuple
 import numpy as np
 
 from heritage.fingerprint import Fingerprint
-from heritage.lineage.tree import TreeEdge
+from heritage.lineage.tree import REGRAFT_FEATURES, TreeEdge, regraft
 
 __all__ = [
     "FEATURES",
@@ -119,6 +119,7 @@ class FamilyTree:
     kinds: np.ndarray  # (S,) statistic kind per column
     centroid: np.ndarray  # (n,) distance of each node's evidence from the family's mean
     times: np.ndarray  # (n,) creation times, nan when unknown
+    dist: Callable[[int, int], float]  # distance between two nodes (local indices)
 
     @property
     def n(self) -> int:
@@ -223,17 +224,24 @@ class Scorer:
     direction_map: tuple[np.ndarray, np.ndarray]
     uncertain_below: float  # direction accuracy below which an edge is "uncertain"
     fitted_on: str
+    # the tree's sibling test (heritage.lineage.tree.regraft): weights per
+    # REGRAFT_FEATURES entry and an intercept; empty: the spanning tree stands as it is
+    regraft_coef: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    regraft_intercept: float = 0.0
 
     @staticmethod
     def from_dict(d: dict) -> Scorer:
         coef = np.array([d["coef"].get(f, 0.0) for f in FEATURES])
         em, dm = d["edge_map"], d["direction_map"]
+        rg = d.get("regraft") or {}
         return Scorer(
             coef,
             (np.asarray(em["x"]), np.asarray(em["y"])),
             (np.asarray(dm["x"]), np.asarray(dm["y"])),
             float(d["uncertain_below"]),
             d.get("fitted_on", ""),
+            np.array([rg["coef"][f] for f in REGRAFT_FEATURES]) if rg else np.zeros(0),
+            float(rg.get("intercept", 0.0)),
         )
 
 
@@ -275,10 +283,15 @@ def orient(tree: FamilyTree, scorer: Scorer) -> Orientation:
     below = post.copy()
     for v in rooted.order[::-1][:-1]:
         below[rooted.parent[v]] += below[v]
-    edges = [
-        OrientedEdge(int(rooted.parent[v]), int(v), float(rooted.pdist[v]), float(1.0 - below[v]))
-        for v in rooted.order[1:]
-    ]
+    order = [int(v) for v in rooted.order]
+    parent = regraft(
+        order,
+        {v: int(rooted.parent[v]) for v in order[1:]},
+        tree.dist,
+        scorer.regraft_coef,
+        scorer.regraft_intercept,
+    )
+    edges = [OrientedEdge(p, v, tree.dist(p, v), float(1.0 - below[v])) for v, p in parent.items()]
     return Orientation(root, float(post[root]), sorted(edges))
 
 

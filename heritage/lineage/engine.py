@@ -20,7 +20,7 @@ sampled weights), and ties fall to content order too.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import networkx as nx
@@ -118,6 +118,13 @@ def _centroid_offsets(x: np.ndarray, nodes: Sequence[int]) -> np.ndarray:
     return out
 
 
+def _local_distances(distances: PairDistances, nodes: list[int]) -> Callable[[int, int], float]:
+    def dist(a: int, b: int) -> float:
+        return distances(nodes[a], nodes[b])
+
+    return dist
+
+
 def _edge(graph: nx.DiGraph, ids: Sequence[str], p: int, c: int, **attrs: object) -> None:
     attrs["confidence"] = round(float(min(1.0, max(0.0, attrs["confidence"]))), 4)
     attrs["distance"] = round(float(attrs["distance"]), 6)
@@ -163,7 +170,8 @@ def _plan_group(
     zero = [(int(i), int(j)) for (i, j), d in zip(pairs, dist, strict=True) if d == 0]
     family_of = {i: f for f in families for i in f.members}
     near_all = distances.neighbour_lists(set(range(len(models))))
-    exact = [precision_bits(fp) >= 32 for fp in fps]
+    bits = [precision_bits(fp) for fp in fps]
+    exact = [b >= 32 for b in bits]
     plans = []
     for fam in families:
         if graph is not None:
@@ -173,12 +181,12 @@ def _plan_group(
                     architecture=key,
                     family=fam.id,
                     family_confidence=conf,
-                    precision_bits=precision_bits(fps[i]),
+                    precision_bits=bits[i],
                 )
         members = set(fam.members)
         fam_zero = [(i, j) for i, j in zero if family_of[i] is fam and j in members]
         copies = find_copies(
-            fps, fam.members, fam_zero, distances, times, settings.quantized_tolerance
+            fps, fam.members, fam_zero, distances, times, bits, settings.quantized_tolerance
         )
         sparse = find_sparse_merges(ev.raw, copies.core, exact, distances)
         sparse_children = {m.child for m in sparse}
@@ -224,6 +232,7 @@ def _plan_group(
             kinds=kinds,
             centroid=_centroid_offsets(x, nodes),
             times=np.array([np.nan if times[i] is None else times[i] for i in nodes], float),
+            dist=_local_distances(distances, nodes),
         )
         plans.append(FamilyPlan(fam, nodes, tree))
     return plans

@@ -8,7 +8,7 @@ which end of an edge is the parent: that is ``direction``'s job.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import networkx as nx
@@ -16,7 +16,13 @@ import numpy as np
 
 from heritage.lineage.neighbours import PairDistances
 
-__all__ = ["TreeEdge", "spanning_tree"]
+__all__ = [
+    "REGRAFT_FEATURES",
+    "TreeEdge",
+    "regraft",
+    "regraft_features",
+    "spanning_tree",
+]
 
 
 class TreeEdge(NamedTuple):
@@ -48,3 +54,49 @@ def spanning_tree(x: np.ndarray, nodes: Sequence[int], dist: PairDistances) -> l
     return sorted(
         TreeEdge(min(i, j), max(i, j), d["distance"]) for i, j, d in tree.edges(data=True)
     )
+
+
+REGRAFT_FEATURES = ("closer_to_grandparent", "isosceles", "step_back", "step_ratio")
+
+
+def regraft_features(g: int, u: int, v: int, dist: Callable[[int, int], float]) -> np.ndarray:
+    """Geometry of a child ``v`` of ``u`` whose own parent is ``g``: does ``v`` belong
+    under ``g`` (a sibling of ``u``) instead? Siblings that share their task's common
+    drift sit closer to each other than to their parent, so the spanning tree chains
+    them; such a 'child' is about as far from ``g`` as ``u`` is, and steps back
+    towards ``g`` as seen from ``u``."""
+    d_gu, d_gv, d_uv = dist(g, u), dist(g, v), dist(u, v)
+    tiny = 1e-12
+    cos_u = (d_gu**2 + d_uv**2 - d_gv**2) / max(2 * d_gu * d_uv, tiny)
+    return np.array(
+        [
+            np.log(max(d_gv, tiny) / max(d_uv, tiny)),
+            np.log(max(d_gv, tiny) / max(d_gu, tiny)),
+            cos_u,
+            np.log(max(d_uv, tiny) / max(d_gu, tiny)),
+        ]
+    )
+
+
+def regraft(
+    order: Sequence[int],
+    parent: dict[int, int],
+    dist: Callable[[int, int], float],
+    coef: np.ndarray,
+    intercept: float,
+) -> dict[int, int]:
+    """Walk the rooted tree top-down; a child whose geometry says it is its parent's
+    sibling (the fitted model's probability above one half) moves up to its
+    grandparent. Children keep their own children, so a chained run of siblings folds
+    back into a fan one step at a time."""
+    out = dict(parent)
+    if not len(coef):
+        return out
+    for v in order:
+        u = out.get(v)
+        g = out.get(u) if u is not None else None
+        if g is None:
+            continue
+        if float(regraft_features(g, u, v, dist) @ coef) + intercept > 0:
+            out[v] = g
+    return out
