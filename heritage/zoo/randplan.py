@@ -290,7 +290,6 @@ class _Node:
     loc: str
     op: str
     parent: str | None
-    depth: int
     vocab: int
     children: list[str] = field(default_factory=list)
 
@@ -361,13 +360,7 @@ class _Family:
         self.zoo.planner.add(spec)
         first = parents[0] if parents else None
         vocab = params.get("new_vocab") or (self.nodes[first].vocab if first else BASE_VOCAB)
-        self.nodes[spec.location] = _Node(
-            spec.location,
-            op,
-            first,
-            0 if first is None else self.nodes[first].depth + 1,
-            vocab,
-        )
+        self.nodes[spec.location] = _Node(spec.location, op, first, vocab)
         for p in parents:
             self.nodes[p].children.append(spec.location)
         return spec.location
@@ -533,7 +526,7 @@ class _Family:
                 "lr": lr,
                 "seed": seed,
                 "optim": optim,
-                "run": f"{_PREFIX[self.arch]}-{self.word}-{run}",
+                "run": run,
                 "index": i,
                 "marks": marks,
             }

@@ -96,6 +96,8 @@ def test_random_plan_relations_are_consistent(plans: dict[int, list[Spec]]) -> N
             else:
                 assert len(s.parents) == 1, s.location
                 assert s.relation in edge_relations
+            if s.op == "checkpoint":  # named after its run and step
+                assert s.name == f"{s.params['run']}-step{s.params['marks'][s.params['index']]}"
             by_loc[s.location] = s
         # every family shares one network shape; some independent families share theirs
         nets = Counter(repr(sorted((s.net or {}).items())) + s.arch for s in roots)
