@@ -124,16 +124,44 @@ def find_merges(
     return sorted(accepted, key=lambda m: m.child)
 
 
-def _mode_share(tau_c: np.ndarray, tau_p: np.ndarray) -> tuple[float, float]:
-    """Share of entries where tau_c / tau_p takes its most common value (to 1e-3), and it."""
-    valid = tau_p != 0
-    if not valid.any():
-        return 0.0, 0.0
-    r = tau_c[valid] / tau_p[valid]
-    key = np.round(np.log(np.abs(r) + 1e-300) / 1e-3).astype(np.int64) * np.where(r < 0, -1, 1)
-    values, counts = np.unique(key, return_counts=True)
+def _mode_entries(tau_c: np.ndarray, tau_p: np.ndarray) -> tuple[np.ndarray, float]:
+    """Entries where tau_c / tau_p takes its most common positive value (to 1e-3), and
+    that value."""
+    r = np.divide(tau_c, tau_p, out=np.zeros_like(tau_c), where=tau_p != 0)
+    pos = r > 0
+    if not pos.any():
+        return np.zeros(len(tau_c), dtype=bool), 0.0
+    key = np.zeros(len(r), dtype=np.int64)
+    key[pos] = np.round(np.log(r[pos]) / 1e-3).astype(np.int64)
+    values, counts = np.unique(key[pos], return_counts=True)
     k = int(np.argmax(counts))
-    return float(counts[k]) / len(tau_c), float(np.sign(values[k]) * np.exp(abs(values[k]) * 1e-3))
+    return pos & (key == values[k]), float(np.exp(values[k] * 1e-3))
+
+
+def _cover(
+    tau_c: np.ndarray, taus: dict[int, np.ndarray], min_share: float
+) -> list[tuple[int, float]]:
+    """Greedily, the models whose changes (times a constant) explain the most entries of
+    ``tau_c`` not yet explained, while each adds at least ``min_share`` of them."""
+    found = {p: _mode_entries(tau_c, t) for p, t in taus.items()}
+    explained = np.zeros(len(tau_c), dtype=bool)
+    out: list[tuple[int, float]] = []
+    while True:
+        gains = {
+            p: int((m & ~explained).sum()) for p, (m, _) in found.items() if p not in dict(out)
+        }
+        if not gains:
+            return out
+        best = min(gains, key=lambda p: (-gains[p], p))
+        if gains[best] < min_share * len(tau_c):
+            return out
+        out.append((best, found[best][1]))
+        explained |= found[best][0]
+
+
+def _spread(m: Merge, dist: Callable[[int, int], float]) -> float:
+    assert m.base is not None
+    return float(np.mean([dist(m.base, p) for p in m.parents]))
 
 
 def find_sparse_merges(
@@ -164,40 +192,37 @@ def find_sparse_merges(
     for k, c in enumerate(core):
         eq = (probe_vals == probe_vals[k]).mean(axis=1)
         eq[k] = 0.0
-        bases = [core[j] for j in np.argsort(-eq, kind="stable") if 0 < eq[j] < 1][:3]
+        bases = [core[j] for j in np.argsort(-eq, kind="stable") if 0 < eq[j] < 1][:6]
+        readings = []
         for b in bases:
             changed = raw[c] != raw[b]
             if changed.all() or not changed.any():
                 continue
             tau_c = (raw[c] - raw[b])[changed]
-            parents = []
-            for p in core:
-                if p in (b, c):
-                    continue
-                share, ratio = _mode_share(tau_c, (raw[p] - raw[b])[changed])
-                if share >= min_share:
-                    parents.append((share, p, ratio))
+            taus = {p: (raw[p] - raw[b])[changed] for p in core if p not in (b, c)}
+            parents = _cover(tau_c, taus, min_share)
             if len(parents) >= 2:
-                parents.sort(key=lambda t: (-t[0], t[1]))
-                dists = [dist(c, p) for _, p, _ in parents]
-                found.append(
-                    Merge(
-                        c,
-                        tuple(p for _, p, _ in parents),
-                        tuple(r for _, _, r in parents),
-                        0.0,
-                        tuple(dists),
-                        b,
-                    )
+                merge = Merge(
+                    c,
+                    tuple(p for p, _ in parents),
+                    tuple(r for _, r in parents),
+                    0.0,
+                    tuple(dist(c, p) for p, _ in parents),
+                    b,
                 )
-                break
+                readings.append((_spread(merge, dist), b, merge))
+        # a parent of the merge read as its base explains it as well (the true base then
+        # shows up as a parent); the true base is the one nearest the merged models,
+        # which each took a single step from it
+        if readings:
+            found.append(min(readings)[2])
     # a merge and its base read the other way round look alike (each is the other's base
     # plus the same sparse changes); the base is the one nearer the merged fine-tunes,
     # which took a single step from it while the merge rescales or sums their changes
     by_child = {m.child: m for m in found}
 
     def spread(m: Merge) -> float:
-        return float(np.mean([dist(m.base, p) for p in m.parents]))
+        return _spread(m, dist)
 
     return [
         m
