@@ -29,11 +29,12 @@ from pathlib import Path
 import numpy as np
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
+from sklearn.tree import DecisionTreeClassifier
 
 from heritage.lineage import LineageSettings, ModelInput
 from heritage.lineage.direction import FEATURES, FamilyTree, Scorer, orient, root_features
 from heritage.lineage.engine import plan_lineage
-from heritage.lineage.tree import REGRAFT_FEATURES, regraft_features
+from heritage.lineage.tree import REGRAFT_FEATURES, SiblingTest, regraft_features
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from zoodata import ZooData, ancestors, duplicate_classes, load_zoo  # noqa: E402
@@ -98,9 +99,9 @@ def fit_coef(train: list[Example], c: float = 1.0) -> np.ndarray:
     return model.coef_[0]
 
 
-def scorer_with(coef: np.ndarray, regraft: tuple[np.ndarray, float] = (np.zeros(0), 0.0)) -> Scorer:
+def scorer_with(coef: np.ndarray, test: SiblingTest | None = None) -> Scorer:
     empty = (np.zeros(0), np.zeros(0))
-    return Scorer(coef, empty, empty, 0.0, "", regraft[0], regraft[1])
+    return Scorer(coef, empty, empty, 0.0, "", test)
 
 
 def regraft_examples(exs: list[Example], coef: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -122,21 +123,30 @@ def regraft_examples(exs: list[Example], coef: np.ndarray) -> tuple[np.ndarray, 
     return np.array(rows).reshape(-1, len(REGRAFT_FEATURES)), np.array(labels)
 
 
-def fit_regraft(exs: list[Example], coef: np.ndarray, c: float) -> tuple[np.ndarray, float]:
+def fit_sibling_test(exs: list[Example], coef: np.ndarray) -> SiblingTest | None:
+    """A depth-3 decision tree (at least 8 cases a leaf) over the regraft features."""
     x, y = regraft_examples(exs, coef)
     if len(set(y.tolist())) < 2:
-        return np.zeros(0), 0.0
-    model = LogisticRegression(C=c, max_iter=5000).fit(x, y)
-    return model.coef_[0], float(model.intercept_[0])
+        return None
+    model = DecisionTreeClassifier(max_depth=3, min_samples_leaf=8, random_state=0).fit(x, y)
+    t = model.tree_
+    share = t.value[:, 0, 1] / np.maximum(t.value[:, 0, :].sum(axis=1), 1e-12)
+    return SiblingTest(
+        tuple(int(v) for v in t.feature),
+        tuple(round(float(v), 6) for v in t.threshold),
+        tuple(int(v) for v in t.children_left),
+        tuple(int(v) for v in t.children_right),
+        tuple(round(float(v), 6) for v in share),
+    )
 
 
 def edge_outcomes(
-    exs: list[Example], coef: np.ndarray, regraft: tuple[np.ndarray, float]
+    exs: list[Example], coef: np.ndarray, test: SiblingTest | None
 ) -> list[tuple[float, bool, bool]]:
     """(direction probability, right as directed, right either way) per tree edge."""
     out = []
     for ex in exs:
-        res = orient(ex.tree, scorer_with(coef, regraft))
+        res = orient(ex.tree, scorer_with(coef, test))
         for e in res.edges:
             p, c = ex.classes[e.parent], ex.classes[e.child]
             out.append((e.probability, (p, c) in ex.true_edges, (c, p) in ex.true_edges))
@@ -168,12 +178,8 @@ def main() -> None:
         print(f"{zoo.label}: {len(got)} family trees (+ as many with times), {skipped} skipped")
     coef = fit_coef(exs, args.c)
     print("coefficients:", {f: round(float(v), 3) for f, v in zip(FEATURES, coef, strict=True)})
-    rg_coef, rg_icpt = fit_regraft(exs, coef, args.c)
-    print(
-        "regraft:",
-        {f: round(float(v), 3) for f, v in zip(REGRAFT_FEATURES, rg_coef, strict=False)},
-        f"intercept {rg_icpt:.3f}",
-    )
+    test = fit_sibling_test(exs, coef)
+    print("sibling test:", test)
     # leave-one-zoo-out outcomes for calibration and an honest root accuracy
     outcomes: list[tuple[float, bool, bool]] = []
     root_hits = []
@@ -181,7 +187,7 @@ def main() -> None:
         held = [e for e in exs if e.zoo == label]
         rest = [e for e in exs if e.zoo != label] or held
         c = fit_coef(rest, args.c)
-        outcomes += edge_outcomes(held, c, fit_regraft(rest, c, args.c))
+        outcomes += edge_outcomes(held, c, fit_sibling_test(rest, c))
         for ex in held:
             root_hits.append(orient(ex.tree, scorer_with(c)).root == ex.root)
     prob = np.array([o[0] for o in outcomes])
@@ -197,12 +203,16 @@ def main() -> None:
         "fitted_on": ", ".join(labels),
         "how": "bench/fit_lineage.py: pairwise logistic root model; leave-one-zoo-out isotonic maps",
         "coef": {f: round(float(v), 6) for f, v in zip(FEATURES, coef, strict=True)},
-        "regraft": {
-            "coef": {f: round(float(v), 6) for f, v in zip(REGRAFT_FEATURES, rg_coef, strict=True)},
-            "intercept": round(rg_icpt, 6),
-        }
-        if len(rg_coef)
-        else None,
+        "sibling_test": None
+        if test is None
+        else {
+            "features": list(REGRAFT_FEATURES),
+            "feature": list(test.feature),
+            "threshold": list(test.threshold),
+            "left": list(test.left),
+            "right": list(test.right),
+            "value": list(test.value),
+        },
         "edge_map": edge_map,
         "direction_map": direction_map,
         "uncertain_below": UNCERTAIN_BELOW,

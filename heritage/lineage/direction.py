@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import NamedTuple
@@ -31,7 +31,7 @@ from typing import NamedTuple
 import numpy as np
 
 from heritage.fingerprint import Fingerprint
-from heritage.lineage.tree import REGRAFT_FEATURES, TreeEdge, regraft
+from heritage.lineage.tree import SiblingTest, TreeEdge, regraft
 
 __all__ = [
     "FEATURES",
@@ -224,24 +224,22 @@ class Scorer:
     direction_map: tuple[np.ndarray, np.ndarray]
     uncertain_below: float  # direction accuracy below which an edge is "uncertain"
     fitted_on: str
-    # the tree's sibling test (heritage.lineage.tree.regraft): weights per
-    # REGRAFT_FEATURES entry and an intercept; empty: the spanning tree stands as it is
-    regraft_coef: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    regraft_intercept: float = 0.0
+    # the tree's sibling test (heritage.lineage.tree.regraft); None: the spanning
+    # tree stands as it is
+    sibling_test: SiblingTest | None = None
 
     @staticmethod
     def from_dict(d: dict) -> Scorer:
         coef = np.array([d["coef"].get(f, 0.0) for f in FEATURES])
         em, dm = d["edge_map"], d["direction_map"]
-        rg = d.get("regraft") or {}
+        rg = d.get("sibling_test")
         return Scorer(
             coef,
             (np.asarray(em["x"]), np.asarray(em["y"])),
             (np.asarray(dm["x"]), np.asarray(dm["y"])),
             float(d["uncertain_below"]),
             d.get("fitted_on", ""),
-            np.array([rg["coef"][f] for f in REGRAFT_FEATURES]) if rg else np.zeros(0),
-            float(rg.get("intercept", 0.0)),
+            SiblingTest.from_dict(rg) if rg else None,
         )
 
 
@@ -288,8 +286,7 @@ def orient(tree: FamilyTree, scorer: Scorer) -> Orientation:
         order,
         {v: int(rooted.parent[v]) for v in order[1:]},
         tree.dist,
-        scorer.regraft_coef,
-        scorer.regraft_intercept,
+        scorer.sibling_test,
     )
     edges = [OrientedEdge(p, v, tree.dist(p, v), float(1.0 - below[v])) for v, p in parent.items()]
     return Orientation(root, float(post[root]), sorted(edges))

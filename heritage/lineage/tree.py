@@ -9,6 +9,7 @@ which end of an edge is the parent: that is ``direction``'s job.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import networkx as nx
@@ -18,6 +19,7 @@ from heritage.lineage.neighbours import PairDistances
 
 __all__ = [
     "REGRAFT_FEATURES",
+    "SiblingTest",
     "TreeEdge",
     "regraft",
     "regraft_features",
@@ -78,25 +80,55 @@ def regraft_features(g: int, u: int, v: int, dist: Callable[[int, int], float]) 
     )
 
 
+@dataclass(frozen=True)
+class SiblingTest:
+    """A small fitted decision tree over ``REGRAFT_FEATURES``: the probability that a
+    child belongs to its grandparent. Arrays as scikit-learn stores a tree: per node
+    the feature tested (-1 at a leaf), the threshold, the two children, and at a leaf
+    the share of development cases that moved."""
+
+    feature: tuple[int, ...]
+    threshold: tuple[float, ...]
+    left: tuple[int, ...]
+    right: tuple[int, ...]
+    value: tuple[float, ...]
+
+    def probability(self, x: np.ndarray) -> float:
+        node = 0
+        while self.feature[node] >= 0:
+            go_left = x[self.feature[node]] <= self.threshold[node]
+            node = self.left[node] if go_left else self.right[node]
+        return self.value[node]
+
+    @staticmethod
+    def from_dict(d: dict) -> SiblingTest:
+        return SiblingTest(
+            tuple(int(v) for v in d["feature"]),
+            tuple(float(v) for v in d["threshold"]),
+            tuple(int(v) for v in d["left"]),
+            tuple(int(v) for v in d["right"]),
+            tuple(float(v) for v in d["value"]),
+        )
+
+
 def regraft(
     order: Sequence[int],
     parent: dict[int, int],
     dist: Callable[[int, int], float],
-    coef: np.ndarray,
-    intercept: float,
+    test: SiblingTest | None,
 ) -> dict[int, int]:
     """Walk the rooted tree top-down; a child whose geometry says it is its parent's
-    sibling (the fitted model's probability above one half) moves up to its
+    sibling (the fitted test's probability above one half) moves up to its
     grandparent. Children keep their own children, so a chained run of siblings folds
     back into a fan one step at a time."""
     out = dict(parent)
-    if not len(coef):
+    if test is None:
         return out
     for v in order:
         u = out.get(v)
         g = out.get(u) if u is not None else None
         if g is None:
             continue
-        if float(regraft_features(g, u, v, dist) @ coef) + intercept > 0:
+        if test.probability(regraft_features(g, u, v, dist)) > 0.5:
             out[v] = g
     return out
