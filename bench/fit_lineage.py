@@ -31,7 +31,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
-from heritage.lineage import LineageSettings, ModelInput
+from heritage.lineage import LineageSettings, ModelInput, recover_lineage
 from heritage.lineage.direction import FEATURES, FamilyTree, Scorer, orient, root_features
 from heritage.lineage.engine import plan_lineage
 from heritage.lineage.tree import REGRAFT_FEATURES, SiblingTest, regraft_features
@@ -153,6 +153,36 @@ def edge_outcomes(
     return out
 
 
+def fit_relation_maps(folders: list[Path]) -> dict[str, dict[str, list[float]]]:
+    """Per copy and merge relation: the engine's own confidence -> share right."""
+    raw = Scorer(
+        np.zeros(len(FEATURES)), (np.zeros(0), np.zeros(0)), (np.zeros(0), np.zeros(0)), 0.0, ""
+    )
+    seen: dict[str, list[tuple[float, bool]]] = {}
+    for folder in folders:
+        zoo = load_zoo(folder)
+        g = recover_lineage(
+            [ModelInput(i, fp) for i, fp in zoo.prints.items()],
+            LineageSettings(use_times=False),
+            raw,
+        )
+        cls = duplicate_classes(zoo.truth)
+        true = {(cls[p], cls[m.id]) for m in zoo.truth.values() for p in m.parents}
+        for u, v, d in g.edges(data=True):
+            rel = str(d["relation"])
+            if rel in ("duplicate", "quantized", "merge"):
+                key = (cls[u], cls[v])
+                right = key in true if rel != "duplicate" else cls[u] == cls[v]
+                seen.setdefault(rel, []).append((d["confidence"], right))
+    out = {}
+    for rel, pairs in sorted(seen.items()):
+        x = np.array([c for c, _ in pairs])
+        y = np.array([r for _, r in pairs], float)
+        out[rel] = isotonic(x, y)
+        print(f"{rel}: {len(pairs)} edges, right {y.mean():.3f}")
+    return out
+
+
 def isotonic(x: np.ndarray, y: np.ndarray) -> dict[str, list[float]]:
     iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(x, y)
     return {
@@ -197,6 +227,7 @@ def main() -> None:
         f"leave-one-zoo-out: root accuracy {np.mean(root_hits):.3f} over {len(root_hits)} trees;"
         f" tree edges {len(prob)}, right as directed {right.mean():.3f}, either way {either.mean():.3f}"
     )
+    relation_maps = fit_relation_maps(args.zoo)
     edge_map = isotonic(prob, right)
     direction_map = isotonic(prob[either], right[either])
     doc = {
@@ -216,6 +247,7 @@ def main() -> None:
         "edge_map": edge_map,
         "direction_map": direction_map,
         "uncertain_below": UNCERTAIN_BELOW,
+        "relation_maps": relation_maps,
     }
     args.out.write_text(json.dumps(doc, indent=1) + "\n")
     print(f"wrote {args.out}")

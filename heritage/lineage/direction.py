@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import NamedTuple
@@ -227,6 +227,9 @@ class Scorer:
     # the tree's sibling test (heritage.lineage.tree.regraft); None: the spanning
     # tree stands as it is
     sibling_test: SiblingTest | None = None
+    # isotonic maps from the engine's own confidence of a duplicate, quantized or merge
+    # edge (from its fit) to the share of such edges right on development zoos
+    relation_maps: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     @staticmethod
     def from_dict(d: dict) -> Scorer:
@@ -240,6 +243,10 @@ class Scorer:
             float(d["uncertain_below"]),
             d.get("fitted_on", ""),
             SiblingTest.from_dict(rg) if rg else None,
+            {
+                r: (np.asarray(m["x"]), np.asarray(m["y"]))
+                for r, m in (d.get("relation_maps") or {}).items()
+            },
         )
 
 

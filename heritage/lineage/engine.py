@@ -254,7 +254,12 @@ def recover_lineage(
     scorer = scorer or load_scorer()
     graph = nx.DiGraph(method=METHOD)
     fps = {m.id: m.fingerprint for m in models}
-    for plan in plan_lineage(models, settings, graph):
+    plans = plan_lineage(models, settings, graph)
+    for _, _, data in graph.edges(data=True):  # copies and merges, from their fits
+        mapping = scorer.relation_maps.get(str(data["relation"]))
+        if mapping is not None:
+            data["confidence"] = round(calibrate(data["confidence"], mapping), 4)
+    for plan in plans:
         tree = plan.tree
         result = orient(tree, scorer)
         graph.nodes[tree.ids[result.root]]["root_confidence"] = round(result.root_probability, 4)
