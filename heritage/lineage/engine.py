@@ -188,7 +188,7 @@ def _plan_group(
         copies = find_copies(
             fps, fam.members, fam_zero, distances, times, bits, settings.quantized_tolerance
         )
-        sparse = find_sparse_merges(ev.raw, copies.core, exact, distances)
+        sparse = find_sparse_merges(ev.raw, copies.core, exact, distances, near_all)
         sparse_children = {m.child for m in sparse}
         rest = [i for i in copies.core if i not in sparse_children]
         core = set(rest)

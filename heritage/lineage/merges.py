@@ -169,8 +169,11 @@ def find_sparse_merges(
     core: Sequence[int],
     exact: Sequence[bool],
     dist: Callable[[int, int], float],
+    near: dict[int, list[tuple[float, int]]],
     min_share: float = 0.05,
     probe: int = 2048,
+    min_equal: float = 0.005,
+    pool: int = 12,
 ) -> list[Merge]:
     """TIES and DARE merges: base + a sparse combination of task vectors.
 
@@ -181,25 +184,33 @@ def find_sparse_merges(
     equals another on part of its entries, and whose change from it is, on at least
     ``min_share`` of the changed entries, one constant times another model's change, for
     at least two models, is their merge. ``exact`` marks the models stored in float32
-    (rounding to fewer bits makes equal entries and ratios common by chance).
+    (rounding to fewer bits makes equal entries and ratios common by chance). The base
+    is looked for among a model's ``2 * pool`` nearest kin (``near``) that equal it on at
+    least ``min_equal`` of ``probe`` sampled entries (float32 values never coincide by
+    chance that often), the merged models among its ``pool`` nearest.
     """
     core = [i for i in core if exact[i]]
     if len(core) < 4 or raw.shape[1] == 0:
         return []
     cols = np.unique(np.linspace(0, raw.shape[1] - 1, min(probe, raw.shape[1])).astype(int))
-    probe_vals = raw[np.asarray(core)][:, cols]
+    core_set = set(core)
     found = []
-    for k, c in enumerate(core):
-        eq = (probe_vals == probe_vals[k]).mean(axis=1)
-        eq[k] = 0.0
-        bases = [core[j] for j in np.argsort(-eq, kind="stable") if 0 < eq[j] < 1][:6]
+    for c in core:
+        # the base and the merged models are among a merge's nearest kin
+        nearest = [j for _, j in near.get(c, []) if j in core_set][: 2 * pool]
+        if len(nearest) < 3:
+            continue
+        probe_vals = raw[np.ix_(nearest, cols)]
+        eq = (probe_vals == raw[c, cols]).mean(axis=1)
+        bases = [nearest[j] for j in np.argsort(-eq, kind="stable") if min_equal <= eq[j] < 1][:6]
+        nearest = nearest[:pool]
         readings = []
         for b in bases:
             changed = raw[c] != raw[b]
             if changed.all() or not changed.any():
                 continue
             tau_c = (raw[c] - raw[b])[changed]
-            taus = {p: (raw[p] - raw[b])[changed] for p in core if p not in (b, c)}
+            taus = {p: (raw[p] - raw[b])[changed] for p in nearest if p not in (b, c)}
             parents = _cover(tau_c, taus, min_share)
             if len(parents) >= 2:
                 merge = Merge(

@@ -1,8 +1,11 @@
-"""The engine on the small zoo: what must always hold, and a floor for the rest.
+"""The engine on the small classic zoo: what must always hold, and floors for the rest.
 
-The floor (F1 >= 0.95; 1.0 at the time of writing, 0.907 before the merge-sibling root
-rule) guards against regressions; the goals of the lineage issue are
-measured by bench/lineage.py on the medium zoo and reported in README.
+heritage-lineage/4 scored F1 1.0 here with tree rules tuned to this one plan (its
+learning-rate sweeps read as chains by any spanning tree); /5 fits its direction model
+on random-plan development zoos and says "uncertain" where the weights cannot tell, so
+it scores F1 0.605 (undirected 0.750) here at the time of writing. The floors guard
+against regressions; the goals are measured by bench/lineage.py on the random-plan test
+seeds and reported in README.
 """
 
 from __future__ import annotations
@@ -40,10 +43,13 @@ def test_families_copies_and_merges_are_exact(zoo_result):
 
 
 def test_edges_floor_and_top_confidence_is_right(zoo_result):
-    _, s, _ = zoo_result
-    assert s.f1 >= 0.95
+    graph, s, _ = zoo_result
+    assert s.f1 >= 0.55 and s.undirected_f1 >= 0.7
     n, acc = s.calibration[">=0.9"]
-    assert n >= 10 and acc >= 0.9
+    assert n >= 5 and acc >= 0.9
+    # what the weights cannot orient is said so, never stated above 0.6
+    unsure = [d for *_, d in graph.edges(data=True) if d["direction"] == "uncertain"]
+    assert unsure and all(d["confidence"] <= 0.6 for d in unsure)
 
 
 def test_non_finite_values_do_not_break_the_engine(zoo_result):
