@@ -1,0 +1,1 @@
+"""Helpers of bench/real_weights.py: packaged pretrained weights, nets, data, training, plan."""
