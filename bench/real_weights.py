@@ -65,12 +65,11 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from heritage.zoo.truth import validate_truth  # noqa: E402
 from real import nets  # noqa: E402
 from real.plan import BASES, SPLIT_SEEDS, Spec, make_plan, mix_seed  # noqa: E402
 from real.sources import SOURCES, default_wheel_dir, load_source  # noqa: E402
 from real.train import FROZEN, TrainResult, relative_change, train  # noqa: E402
-
-from heritage.zoo.truth import validate_truth  # noqa: E402
 
 #: The zoo follows the classic layout of heritage/zoo/SCHEMA.md, schema version 1.
 SCHEMA_VERSION = 1

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
 from real import data, nets
 
 Params = dict[str, torch.Tensor]
