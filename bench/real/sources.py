@@ -158,18 +158,21 @@ def read_member(src: Source, wheel_dir: Path) -> bytes:
 
 
 def load_source(src: Source, wheel_dir: Path) -> Params:
-    """The source's weights as a state dict (names as the PyTorch model has them)."""
+    """The source's weights as a state dict (names as the PyTorch model has them), in name
+    order: safetensors hands its tensors over in a different order in every process, and
+    the order of the optimiser's parameters changes the last bits of a fine-tune."""
     data = read_member(src, wheel_dir)
     if src.kind == "safetensors":
-        return dict(load_safetensors_bytes(data))
-    if src.kind == "torch":
+        sd = load_safetensors_bytes(data)
+    elif src.kind == "torch":
         sd = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        return {k: v.contiguous() for k, v in sd.items()}
-    if src.kind == "onnx-bert":
-        return onnx_bert_state_dict(data)
-    if src.kind == "onnx-akiki":
-        return onnx_akiki_state_dict(data)
-    raise ValueError(f"unknown source kind {src.kind!r}")
+    elif src.kind == "onnx-bert":
+        sd = onnx_bert_state_dict(data)
+    elif src.kind == "onnx-akiki":
+        sd = onnx_akiki_state_dict(data)
+    else:
+        raise ValueError(f"unknown source kind {src.kind!r}")
+    return {k: sd[k].contiguous() for k in sorted(sd)}
 
 
 def _onnx_initializers(data: bytes) -> tuple[object, Params]:
