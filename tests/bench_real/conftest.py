@@ -1,4 +1,7 @@
-"""The real-weights benchmark lives in bench/ (scripts, not a package): put it on sys.path."""
+"""The real-weights benchmark lives in bench/ (scripts, not a package): make ``real`` importable.
+
+bench/ goes to the end of sys.path, so its other scripts' names shadow nothing.
+"""
 
 from __future__ import annotations
 
@@ -7,4 +10,4 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 if str(BENCH) not in sys.path:
-    sys.path.insert(0, str(BENCH))
+    sys.path.append(str(BENCH))
