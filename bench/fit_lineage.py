@@ -34,10 +34,11 @@ from sklearn.tree import DecisionTreeClassifier
 from heritage.lineage import LineageSettings, ModelInput, recover_lineage
 from heritage.lineage.direction import FEATURES, FamilyTree, Scorer, orient, root_features
 from heritage.lineage.engine import plan_lineage
+from heritage.lineage.metrics import duplicate_classes
 from heritage.lineage.tree import REGRAFT_FEATURES, SiblingTest, regraft_features
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from zoodata import ZooData, ancestors, duplicate_classes, load_zoo  # noqa: E402
+from zoodata import ZooData, ancestors, load_zoo  # noqa: E402
 
 # an edge whose direction is right less than 3 times in 4 says so: "uncertain"
 UNCERTAIN_BELOW = 0.75

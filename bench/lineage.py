@@ -30,12 +30,12 @@ from heritage.fingerprint import Fingerprint, TensorPrint
 from heritage.lineage import LineageSettings, ModelInput, recover_lineage, score
 from heritage.lineage.engine import plan_lineage
 from heritage.lineage.evidence import architecture_key, build_evidence
-from heritage.lineage.metrics import Scores, reliability
+from heritage.lineage.metrics import Scores, duplicate_classes, reliability
 from heritage.lineage.mother import mother_both
 from heritage.lineage.types import Direction
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from zoodata import ZooData, duplicate_classes, load_zoo  # noqa: E402
+from zoodata import ZooData, load_zoo  # noqa: E402
 
 HEADER = (
     "| zoo | method | precision | recall | F1 | undirected F1 | family ARI | root acc |"

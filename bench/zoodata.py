@@ -76,23 +76,6 @@ def load_zoo(folder: Path, full: bool = False) -> ZooData:
     )
 
 
-def duplicate_classes(truth: dict[str, TruthModel]) -> dict[str, str]:
-    """Each model's duplicate class (its class's smallest id)."""
-    parent = {m: m for m in truth}
-
-    def find(a: str) -> str:
-        while parent[a] != a:
-            a = parent[a]
-        return a
-
-    for m in truth.values():
-        if m.relation == "duplicate":
-            ra, rb = find(m.id), find(m.parents[0])
-            if ra != rb:
-                parent[max(ra, rb)] = min(ra, rb)
-    return {m: find(m) for m in truth}
-
-
 def ancestors(truth: dict[str, TruthModel]) -> dict[str, set[str]]:
     """Every model's ancestors through all its parents (copies included)."""
     memo: dict[str, set[str]] = {}

@@ -73,7 +73,8 @@ def adjusted_rand_index(labels_a: Sequence[object], labels_b: Sequence[object]) 
     return 1.0 if top == expected else (index - expected) / (top - expected)
 
 
-def _classes(truth: Mapping[str, TruthModel]) -> dict[str, str]:
+def duplicate_classes(truth: Mapping[str, TruthModel]) -> dict[str, str]:
+    """Each model's class of exact duplicates (named by its smallest id)."""
     uf = {m: m for m in truth}
 
     def find(a: str) -> str:
@@ -90,7 +91,7 @@ def _classes(truth: Mapping[str, TruthModel]) -> dict[str, str]:
 
 
 def score(graph: nx.DiGraph, truth: Mapping[str, TruthModel]) -> Scores:
-    cls = _classes(truth)
+    cls = duplicate_classes(truth)
     true_edges: dict[tuple[str, str], str] = {}
     for m in truth.values():
         for p in m.parents:
