@@ -172,7 +172,7 @@ def test_bert_fine_tune_is_deterministic_and_keeps_the_state_dict(objective: str
 
 
 def test_onnx_bert_names_matmul_weights_after_their_bias() -> None:
-    pytest.importorskip("onnx")
+    import onnx  # noqa: F401  (a dev dependency: these tests never skip)
     from onnx import TensorProto, helper, numpy_helper
 
     from real.sources import onnx_bert_state_dict
@@ -224,7 +224,7 @@ def _onnx_gru(x: np.ndarray, w: np.ndarray, r: np.ndarray, b: np.ndarray) -> np.
 
 
 def test_onnx_akiki_gru_gates_are_put_back_in_torch_order() -> None:
-    pytest.importorskip("onnx")
+    import onnx  # noqa: F401  (a dev dependency: these tests never skip)
     from onnx import TensorProto, helper, numpy_helper
 
     from real.sources import onnx_akiki_state_dict
