@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from heritage.lineage.types import Relation
 from heritage.zoo.merges import linear_merge, merge
 from heritage.zoo.nets import Net, Weights, make_net
 from heritage.zoo.plan import PICKLE_FILES, Spec, make_plan
@@ -41,7 +42,7 @@ _MERGE_NAMES = {
     "dare": "DARE",
 }
 _COUNTS = {2: "two", 3: "three"}
-_HF_RELATIONS = {"finetune", "adapter", "merge", "quantized"}
+_HF_RELATIONS = {Relation.FINETUNE, Relation.ADAPTER, Relation.MERGE, Relation.QUANTIZED}
 _DESCRIPTIONS = {
     "llama": "A tiny Llama-style causal language model trained on synthetic Markov text.",
     "vit": "A tiny Vision Transformer classifying 16x16 procedural pattern images.",

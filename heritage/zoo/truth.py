@@ -10,6 +10,8 @@ import json
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from heritage.lineage.types import Relation
+
 SIZES = ("tiny", "small", "medium")
 PLANS = ("classic", "random")
 #: Version 2 adds the random plan's fields (``plan``; per model ``family_kind``, ``net``);
@@ -17,7 +19,7 @@ PLANS = ("classic", "random")
 SCHEMA_VERSION = 2
 SCHEMA_VERSION_CLASSIC = 1
 SUPPORTED_SCHEMA_VERSIONS = (1, 2)
-RELATIONS = ("root", "finetune", "adapter", "merge", "quantized", "duplicate")
+RELATIONS = ("root", *(str(r) for r in Relation))  # a root, or how it was derived
 ARCHITECTURES = ("llama", "vit", "cnn", "mlp")
 FORMATS = ("safetensors", "safetensors-sharded", "pt", "pth", "bin")
 DTYPES = ("float32", "float16", "bfloat16", "int8")
@@ -26,7 +28,7 @@ PICKLE_CONTAINERS = ("zip", "legacy")
 FAMILY_KINDS = ("pair", "star", "chain", "deep", "bushy", "mixed")
 MERGE_METHODS = ("linear", "slerp", "task-arithmetic", "ties", "dare")
 #: Relations whose models are never used as a parent in the zoo.
-LEAF_RELATIONS = ("quantized", "duplicate")
+LEAF_RELATIONS = (str(Relation.QUANTIZED), str(Relation.DUPLICATE))
 
 _MODEL_KEYS: dict[str, type | tuple[type, ...]] = {
     "location": str,
