@@ -156,9 +156,7 @@ def edge_outcomes(
 
 def fit_relation_maps(folders: list[Path]) -> dict[str, dict[str, list[float]]]:
     """Per copy and merge relation: the engine's own confidence -> share right."""
-    raw = Scorer(
-        np.zeros(len(FEATURES)), (np.zeros(0), np.zeros(0)), (np.zeros(0), np.zeros(0)), 0.0, ""
-    )
+    raw = scorer_with(np.zeros(len(FEATURES)))  # copies and merges only: no direction
     seen: dict[str, list[tuple[float, bool]]] = {}
     for folder in folders:
         zoo = load_zoo(folder)

@@ -231,16 +231,12 @@ def find_sparse_merges(
     # plus the same sparse changes); the base is the one nearer the merged fine-tunes,
     # which took a single step from it while the merge rescales or sums their changes
     by_child = {m.child: m for m in found}
-
-    def spread(m: Merge) -> float:
-        return _spread(m, dist)
-
     return [
         m
         for m in found
         if not (
             m.base in by_child
             and by_child[m.base].base == m.child
-            and (spread(by_child[m.base]), m.base) < (spread(m), m.child)
+            and (_spread(by_child[m.base], dist), m.base) < (_spread(m, dist), m.child)
         )
     ]
