@@ -37,10 +37,21 @@ from heritage.lineage.direction import (
     orient,
     progress_stats,
 )
-from heritage.lineage.evidence import architecture_key, build_evidence
+from heritage.lineage.evidence import (
+    Evidence,
+    architecture_key,
+    evidence_layout,
+    evidence_vectors,
+)
 from heritage.lineage.kinship import Family, find_families
 from heritage.lineage.merges import find_merges, find_sparse_merges
-from heritage.lineage.neighbours import PairDistances, all_pairs, candidate_pairs, pair_distances
+from heritage.lineage.neighbours import (
+    PairDistances,
+    all_pairs,
+    ann_pairs,
+    pair_distances,
+    sketch,
+)
 from heritage.lineage.precision import precision_bits
 from heritage.lineage.tree import TreeEdge, spanning_tree
 from heritage.lineage.types import Direction, Relation
@@ -99,12 +110,6 @@ class FamilyPlan:
     tree: FamilyTree
 
 
-def _group_distances(x: np.ndarray, settings: LineageSettings) -> tuple[np.ndarray, np.ndarray]:
-    n = x.shape[0]
-    pairs = all_pairs(n) if n <= settings.dense_limit else candidate_pairs(x, settings.k_neighbours)
-    return pairs, pair_distances(x, pairs)
-
-
 def _centroid_offsets(x: np.ndarray, nodes: Sequence[int]) -> np.ndarray:
     idx = np.asarray(nodes)
     centre = np.zeros(x.shape[1])
@@ -156,86 +161,155 @@ def plan_lineage(
     return plans
 
 
+@dataclass
+class _Context:
+    """Models of one architecture group (or one family of a large group), in content
+    order, with their evidence and measured distances (indices local to the context)."""
+
+    fps: list[Fingerprint]
+    ids: list[str]
+    times: list[float | None]
+    bits: list[int]
+    ev: Evidence
+    distances: PairDistances
+    zero: list[tuple[int, int]]  # measured pairs at distance 0 (duplicate candidates)
+
+    @staticmethod
+    def build(
+        models: Sequence[ModelInput],
+        ev: Evidence,
+        pairs: np.ndarray,
+        dist: np.ndarray,
+        settings: LineageSettings,
+    ) -> _Context:
+        return _Context(
+            [m.fingerprint for m in models],
+            [m.id for m in models],
+            [m.created_at if settings.use_times else None for m in models],
+            [precision_bits(m.fingerprint) for m in models],
+            ev,
+            PairDistances(ev.unit, pairs, dist),
+            [(int(i), int(j)) for (i, j), d in zip(pairs, dist, strict=True) if d == 0],
+        )
+
+
 def _plan_group(
     models: list[ModelInput], key: str, settings: LineageSettings, graph: nx.DiGraph | None
 ) -> list[FamilyPlan]:
     fps = [m.fingerprint for m in models]
     ids = [m.id for m in models]
-    times = [m.created_at if settings.use_times else None for m in models]
-    ev = build_evidence(fps)
-    x = ev.unit
-    pairs, dist = _group_distances(x, settings)
-    distances = PairDistances(x, pairs, dist)
+    layout = evidence_layout(fps)
+    if len(models) <= settings.dense_limit:
+        # small groups: every pair measured exactly, one context for all families
+        ev = evidence_vectors(fps, layout)
+        pairs = all_pairs(len(models))
+        dist = pair_distances(ev.unit, pairs)
+        families = find_families(ids, ev.unit, pairs, dist, settings.kin_cosine)
+        ctx = _Context.build(models, ev, pairs, dist, settings)
+        return [_plan_family(ctx, fam, key, settings, graph) for fam in families]
+    # large groups: neighbours from sketches, then each family on its own evidence
+    x = evidence_vectors(fps, layout, np.float32, raw=False).unit
+    sk = sketch((x[k : k + 4096] for k in range(0, len(x), 4096)), x.shape[1])
+    pairs, dist = ann_pairs(sk, x, settings.k_neighbours)
     families = find_families(ids, x, pairs, dist, settings.kin_cosine)
-    zero = [(int(i), int(j)) for (i, j), d in zip(pairs, dist, strict=True) if d == 0]
-    family_of = {i: f for f in families for i in f.members}
-    near_all = distances.neighbour_lists(set(range(len(models))))
-    bits = [precision_bits(fp) for fp in fps]
-    exact = [b >= 32 for b in bits]
+    del x, sk
+    family_of = np.empty(len(models), dtype=np.int64)
+    for f, fam in enumerate(families):
+        family_of[list(fam.members)] = f
+    same = family_of[pairs[:, 0]] == family_of[pairs[:, 1]]
+    pairs = pairs[same]
+    by_family = np.split(
+        pairs[np.argsort(family_of[pairs[:, 0]], kind="stable")],
+        np.cumsum(np.bincount(family_of[pairs[:, 0]], minlength=len(families)))[:-1],
+    )
     plans = []
-    for fam in families:
-        if graph is not None:
-            for i, conf in zip(fam.members, fam.confidence, strict=True):
-                graph.add_node(
-                    ids[i],
-                    architecture=key,
-                    family=fam.id,
-                    family_confidence=conf,
-                    precision_bits=bits[i],
-                )
-        members = set(fam.members)
-        fam_zero = [(i, j) for i, j in zero if family_of[i] is fam and j in members]
-        copies = find_copies(
-            fps, fam.members, fam_zero, distances, times, bits, settings.quantized_tolerance
-        )
-        sparse = find_sparse_merges(ev.raw, copies.core, exact, distances, near_all)
-        sparse_children = {m.child for m in sparse}
-        rest = [i for i in copies.core if i not in sparse_children]
-        core = set(rest)
-        near = {v: [(d, u) for d, u in near_all[v] if u in core] for v in core}
-        merges = sparse + find_merges(
-            x, rest, near, settings.merge_candidates, settings.merge_residual
-        )
-        if graph is not None:
-            for cp in copies.copies:
+    for fam, fam_pairs in zip(families, by_family, strict=True):
+        members = list(fam.members)
+        local = np.full(len(models), -1, dtype=np.int64)
+        local[members] = np.arange(len(members))
+        sub = [models[i] for i in members]
+        ev = evidence_vectors([m.fingerprint for m in sub], layout)
+        if len(members) <= settings.dense_limit:
+            lp = all_pairs(len(members))
+        else:
+            lp = np.sort(local[fam_pairs], axis=1)
+        ld = pair_distances(ev.unit, lp)
+        ctx = _Context.build(sub, ev, lp, ld, settings)
+        lfam = Family(fam.id, tuple(range(len(members))), fam.confidence)
+        plans.append(_plan_family(ctx, lfam, key, settings, graph))
+    return plans
+
+
+def _plan_family(
+    ctx: _Context,
+    fam: Family,
+    key: str,
+    settings: LineageSettings,
+    graph: nx.DiGraph | None,
+) -> FamilyPlan:
+    fps, ids, times, bits, distances = ctx.fps, ctx.ids, ctx.times, ctx.bits, ctx.distances
+    x = ctx.ev.unit
+    if graph is not None:
+        for i, conf in zip(fam.members, fam.confidence, strict=True):
+            graph.add_node(
+                ids[i],
+                architecture=key,
+                family=fam.id,
+                family_confidence=conf,
+                precision_bits=bits[i],
+            )
+    members = set(fam.members)
+    fam_zero = [(i, j) for i, j in ctx.zero if i in members and j in members]
+    copies = find_copies(
+        fps, fam.members, fam_zero, distances, times, bits, settings.quantized_tolerance
+    )
+    exact = [b >= 32 for b in bits]
+    near_all = distances.neighbour_lists(members)
+    sparse = find_sparse_merges(ctx.ev.raw, copies.core, exact, distances, near_all)
+    sparse_children = {m.child for m in sparse}
+    rest = [i for i in copies.core if i not in sparse_children]
+    core = set(rest)
+    near = {v: [(d, u) for d, u in near_all[v] if u in core] for v in core}
+    merges = sparse + find_merges(x, rest, near, settings.merge_candidates, settings.merge_residual)
+    if graph is not None:
+        for cp in copies.copies:
+            _edge(
+                graph,
+                ids,
+                cp.source,
+                cp.copy,
+                relation=cp.relation,
+                confidence=cp.confidence,
+                distance=cp.distance,
+            )
+        for m in merges:
+            conf = 0.5 + 0.5 * max(0.0, 1.0 - m.residual / settings.merge_residual)
+            for p, w, d in zip(m.parents, m.weights, m.distances, strict=True):
                 _edge(
                     graph,
                     ids,
-                    cp.source,
-                    cp.copy,
-                    relation=cp.relation,
-                    confidence=cp.confidence,
-                    distance=cp.distance,
+                    p,
+                    m.child,
+                    relation=Relation.MERGE,
+                    confidence=conf,
+                    distance=d,
+                    weight=round(w, 4),
                 )
-            for m in merges:
-                conf = 0.5 + 0.5 * max(0.0, 1.0 - m.residual / settings.merge_residual)
-                for p, w, d in zip(m.parents, m.weights, m.distances, strict=True):
-                    _edge(
-                        graph,
-                        ids,
-                        p,
-                        m.child,
-                        relation=Relation.MERGE,
-                        confidence=conf,
-                        distance=d,
-                        weight=round(w, 4),
-                    )
-        merged = {m.child for m in merges}
-        nodes = [i for i in copies.core if i not in merged]
-        local = {v: k for k, v in enumerate(nodes)}
-        edges = [TreeEdge(local[a], local[b], d) for a, b, d in spanning_tree(x, nodes, distances)]
-        stats, kinds = progress_stats([fps[i] for i in nodes])
-        tree = FamilyTree(
-            ids=[ids[i] for i in nodes],
-            edges=edges,
-            stats=stats,
-            kinds=kinds,
-            centroid=_centroid_offsets(x, nodes),
-            times=np.array([np.nan if times[i] is None else times[i] for i in nodes], float),
-            dist=_local_distances(distances, nodes),
-        )
-        plans.append(FamilyPlan(fam, nodes, tree))
-    return plans
+    merged = {m.child for m in merges}
+    nodes = [i for i in copies.core if i not in merged]
+    local = {v: k for k, v in enumerate(nodes)}
+    edges = [TreeEdge(local[a], local[b], d) for a, b, d in spanning_tree(x, nodes, distances)]
+    stats, kinds = progress_stats([fps[i] for i in nodes])
+    tree = FamilyTree(
+        ids=[ids[i] for i in nodes],
+        edges=edges,
+        stats=stats,
+        kinds=kinds,
+        centroid=_centroid_offsets(x, nodes),
+        times=np.array([np.nan if times[i] is None else times[i] for i in nodes], float),
+        dist=_local_distances(distances, nodes),
+    )
+    return FamilyPlan(fam, nodes, tree)
 
 
 def recover_lineage(

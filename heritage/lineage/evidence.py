@@ -9,7 +9,7 @@ identical in every model of the group carry no information about who descends fr
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,12 +58,29 @@ def _take_rows(p: TensorPrint, rows: np.ndarray) -> np.ndarray:
     return p.values[idx]
 
 
-def build_evidence(fps: Sequence[Fingerprint], min_shared: float = 0.5) -> Evidence:
-    """Align the fingerprints of one architecture group into evidence vectors."""
-    names = sorted(fps[0].tensors)
-    blocks_raw: list[np.ndarray] = []
-    used: list[str] = []
-    for name in names:
+@dataclass(frozen=True)
+class EvidenceLayout:
+    """Which entries of an architecture group's fingerprints are evidence, and their
+    scales: fixed for the whole group, so vectors built for any subset of its models
+    (one family at a time) equal the rows the whole group's vectors would have."""
+
+    tensors: tuple[str, ...]
+    rows: tuple[np.ndarray, ...]  # the shared sampled rows of each tensor
+    slices: tuple[slice, ...]  # where each tensor's entries sit in the vectors
+    scales: np.ndarray  # per-tensor scale used for ``unit``
+
+    @property
+    def n_entries(self) -> int:
+        return self.slices[-1].stop if self.slices else 0
+
+
+def evidence_layout(fps: Sequence[Fingerprint], min_shared: float = 0.5) -> EvidenceLayout:
+    """The evidence entries and per-tensor scales of a group, one tensor of one model
+    at a time (memory linear in the number of models, not in models x entries)."""
+    tensors: list[str] = []
+    rows_used: list[np.ndarray] = []
+    scales: list[float] = []
+    for name in sorted(fps[0].tensors):
         prints = [fp.tensors[name] for fp in fps]
         first = prints[0]
         if len(first.shape) < 2 or not all(p.is_float for p in prints):
@@ -71,26 +88,75 @@ def build_evidence(fps: Sequence[Fingerprint], min_shared: float = 0.5) -> Evide
         rows = _shared_rows(prints)
         if rows.size == 0 or rows.size < min_shared * min(len(p.rows) for p in prints):
             continue
-        block = np.stack([_take_rows(p, rows).ravel() for p in prints]).astype(np.float64)
-        if not np.isfinite(block).all():
-            block = np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0)
-        if len(fps) > 1 and np.all(block == block[0]):
+        ref = _block_row(first, rows)
+        stds = np.empty(len(prints))
+        varies = len(prints) == 1
+        for start, block in _blocks(prints, rows):
+            varies = varies or not bool((block == ref).all())
+            stds[start : start + len(block)] = (block - block.mean(axis=1, keepdims=True)).std(
+                axis=1
+            )
+        if not varies:
             continue  # identical everywhere (a buffer, or an untrained copy): no evidence
-        blocks_raw.append(block)
-        used.append(name)
-    if not blocks_raw:
-        empty = np.zeros((len(fps), 0))
-        return Evidence([], [], empty, empty, np.zeros(0))
+        scale = float(np.median(stds))
+        tensors.append(name)
+        rows_used.append(rows)
+        scales.append(scale if scale > 0 else 1.0)
     slices, start = [], 0
-    for b in blocks_raw:
-        slices.append(slice(start, start + b.shape[1]))
-        start += b.shape[1]
-    raw = np.concatenate(blocks_raw, axis=1)
-    unit = np.empty_like(raw)
-    scales = np.empty(len(blocks_raw))
-    for i, (b, sl) in enumerate(zip(blocks_raw, slices, strict=True)):
-        centred = b - b.mean(axis=1, keepdims=True)
-        scale = float(np.median(centred.std(axis=1)))
-        scales[i] = scale if scale > 0 else 1.0
-        unit[:, sl] = centred / (scales[i] * np.sqrt(b.shape[1] * len(blocks_raw)))
-    return Evidence(used, slices, raw, unit, scales)
+    for name, rows in zip(tensors, rows_used, strict=True):
+        width = rows.size * int(np.prod(fps[0].tensors[name].values.shape[1:]))
+        slices.append(slice(start, start + width))
+        start += width
+    return EvidenceLayout(tuple(tensors), tuple(rows_used), tuple(slices), np.asarray(scales))
+
+
+def _block_row(p: TensorPrint, rows: np.ndarray) -> np.ndarray:
+    v = _take_rows(p, rows).ravel().astype(np.float64)
+    if not np.isfinite(v).all():
+        v = np.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0)
+    return v
+
+
+def _blocks(
+    prints: Sequence[TensorPrint], rows: np.ndarray, size: int = 2048
+) -> Iterator[tuple[int, np.ndarray]]:
+    """The prints' values on ``rows``, flattened, float64, in blocks of ``size`` models."""
+    for start in range(0, len(prints), size):
+        part = prints[start : start + size]
+        if all(len(p.rows) == rows.size for p in part):  # they hold exactly ``rows``
+            block = np.stack([p.values for p in part]).reshape(len(part), -1)
+            block = block.astype(np.float64)
+            if not np.isfinite(block).all():
+                block = np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0)
+        else:
+            block = np.stack([_block_row(p, rows) for p in part])
+        yield start, block
+
+
+def evidence_vectors(
+    fps: Sequence[Fingerprint],
+    layout: EvidenceLayout,
+    dtype: type = np.float64,
+    raw: bool = True,
+) -> Evidence:
+    """Evidence vectors of ``fps`` (any models of the group ``layout`` was made for);
+    with ``raw=False`` only ``unit`` is filled (``raw`` is then empty)."""
+    n, width = len(fps), layout.n_entries
+    raw_out = np.empty((n, width) if raw else (n, 0), dtype)
+    unit = np.empty((n, width), dtype)
+    count = len(layout.tensors)
+    for name, rows, sl, scale in zip(
+        layout.tensors, layout.rows, layout.slices, layout.scales, strict=True
+    ):
+        norm = scale * np.sqrt((sl.stop - sl.start) * count)
+        for start, block in _blocks([fp.tensors[name] for fp in fps], rows):
+            stop = start + len(block)
+            if raw:
+                raw_out[start:stop, sl] = block
+            unit[start:stop, sl] = (block - block.mean(axis=1, keepdims=True)) / norm
+    return Evidence(list(layout.tensors), list(layout.slices), raw_out, unit, layout.scales)
+
+
+def build_evidence(fps: Sequence[Fingerprint], min_shared: float = 0.5) -> Evidence:
+    """Align the fingerprints of one architecture group into evidence vectors."""
+    return evidence_vectors(fps, evidence_layout(fps, min_shared))

@@ -1,14 +1,25 @@
 """Sparse candidate pairs: each model's nearest neighbours, so cost grows like n * k.
 
-Neighbours are searched on a fixed subsample of coordinates (an unbiased estimate of
-the full distance), then every candidate pair is measured exactly.
+Two searches, both followed by exact distances for every candidate pair:
+
+- ``candidate_pairs``: brute force over a fixed subsample of coordinates (an unbiased
+  estimate of the full distance). Quadratic in the number of models; the reference the
+  approximate search is measured against.
+- ``ann_pairs``: an approximate nearest-neighbour index (faiss HNSW, chosen by
+  measurement in bench/scale.py) over ``sketch``es, Gaussian random projections of the
+  evidence vectors to ``SKETCH_DIMS`` coordinates; its candidates are re-ranked by
+  their exact distances.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 
 SKETCH_COORDS = 4096
+SKETCH_DIMS = 256
+_PROJECTION_BLOCK = 4096  # coordinates per block of the projection matrix
 
 
 def _sketch(x: np.ndarray, coords: int) -> np.ndarray:
@@ -41,6 +52,87 @@ def candidate_pairs(x: np.ndarray, k: int, block: int = 1024) -> np.ndarray:
     p = np.sort(p, axis=1)
     p = p[p[:, 0] != p[:, 1]]
     return np.unique(p, axis=0)
+
+
+def sketch(rows: Iterable[np.ndarray], width: int, dims: int = SKETCH_DIMS) -> np.ndarray:
+    """Random projections (float32, ``dims`` coordinates) of evidence vectors given in
+    chunks of rows: distances between sketches estimate distances between vectors to
+    about ``sqrt(2 / dims)`` relative error. The projection depends only on ``width`` and
+    ``dims`` (seeded per block of coordinates), so a model's sketch never depends on
+    which other models are in its group."""
+    blocks = [
+        (
+            start,
+            np.random.default_rng([start, dims])
+            .standard_normal((min(_PROJECTION_BLOCK, width - start), dims))
+            .astype(np.float32)
+            / np.float32(np.sqrt(dims)),
+        )
+        for start in range(0, width, _PROJECTION_BLOCK)
+    ]
+    out = []
+    for chunk in rows:
+        acc = np.zeros((chunk.shape[0], dims), np.float32)
+        for start, proj in blocks:
+            part = chunk[:, start : start + proj.shape[0]].astype(np.float32)
+            acc += part @ proj
+        out.append(acc)
+    return np.concatenate(out) if out else np.zeros((0, dims), np.float32)
+
+
+def ann_neighbours(sk: np.ndarray, k: int, ef: int = 128, links: int = 32) -> np.ndarray:
+    """(n, k) indices of each row's approximate ``k`` nearest other rows (-1 where fewer
+    exist), from a faiss HNSW index over the sketches. The graph is built on one thread
+    (insertion order then fixes it: the same input gives the same neighbours); the
+    search runs on all cores."""
+    import faiss
+
+    n = sk.shape[0]
+    k = min(k, n - 1)
+    if k < 1:
+        return np.zeros((n, 0), dtype=np.int64)
+    data = np.ascontiguousarray(sk, dtype=np.float32)
+    threads = faiss.omp_get_max_threads()
+    index = faiss.IndexHNSWFlat(data.shape[1], links)
+    index.hnsw.efConstruction = max(ef, 2 * links)
+    try:
+        faiss.omp_set_num_threads(1)
+        index.add(data)
+    finally:
+        faiss.omp_set_num_threads(threads)
+    index.hnsw.efSearch = max(ef, k + 1)
+    _, found = index.search(data, k + 1)
+    out = np.full((n, k), -1, dtype=np.int64)
+    for i in range(n):
+        row = found[i][(found[i] != i) & (found[i] >= 0)][:k]
+        out[i, : len(row)] = row
+    return out
+
+
+def ann_pairs(
+    sk: np.ndarray, x: np.ndarray, k: int, candidates: int = 3
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unordered pairs (i < j) linking each row to its ``k`` nearest rows of ``x`` among
+    the ``candidates * k`` nearest sketches, with their exact distances."""
+    n = sk.shape[0]
+    if n < 2:
+        return np.zeros((0, 2), dtype=np.int64), np.zeros(0)
+    near = ann_neighbours(sk, candidates * k)
+    rows = np.repeat(np.arange(n), near.shape[1])
+    cols = near.ravel()
+    ok = cols >= 0
+    pairs = np.stack([rows[ok], cols[ok]], axis=1)
+    pairs = np.unique(np.sort(pairs, axis=1), axis=0)
+    dist = pair_distances(x, pairs)
+    # keep each row's k nearest by exact distance (a pair stays if either end keeps it)
+    row = np.concatenate([pairs[:, 0], pairs[:, 1]])
+    idx = np.tile(np.arange(len(pairs)), 2)
+    order = np.lexsort((idx, np.tile(dist, 2), row))
+    starts = np.flatnonzero(np.r_[True, np.diff(row[order]) != 0])
+    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    keep = np.zeros(len(pairs), dtype=bool)
+    keep[idx[order[rank < k]]] = True
+    return pairs[keep], dist[keep]
 
 
 def pair_distances(x: np.ndarray, pairs: np.ndarray) -> np.ndarray:

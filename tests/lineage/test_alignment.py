@@ -7,8 +7,19 @@ import numpy as np
 import pytest
 
 from heritage.fingerprint import Fingerprint, TensorPrint
-from heritage.lineage.evidence import architecture_key, build_evidence
-from heritage.lineage.neighbours import all_pairs, candidate_pairs, pair_distances
+from heritage.lineage.evidence import (
+    architecture_key,
+    build_evidence,
+    evidence_layout,
+    evidence_vectors,
+)
+from heritage.lineage.neighbours import (
+    all_pairs,
+    ann_pairs,
+    candidate_pairs,
+    pair_distances,
+    sketch,
+)
 from heritage.lineage.precision import int8_grid_fraction, precision_bits
 
 
@@ -138,6 +149,49 @@ def test_candidate_pairs_hold_the_true_nearest_neighbours(n, dims):
     hits = sum((min(i, j), max(i, j)) in pairs for i in range(n) for j in nearest[i])
     assert hits / (n * k) >= 0.98
     assert len(pairs) <= n * k  # sparse: n * k at most, never n^2
+
+
+def _exact_top(x: np.ndarray, k: int) -> np.ndarray:
+    sq = (x * x).sum(axis=1)
+    full = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * x @ x.T, 0.0))
+    np.fill_diagonal(full, np.inf)
+    return np.argsort(full, axis=1)[:, :k]
+
+
+def test_ann_pairs_recall_the_exact_nearest_neighbours():
+    x = _family_walk(1200, 2000, seed=8)
+    k = 10
+    sk = sketch([x[:500], x[500:]], x.shape[1])
+    assert sk.shape == (1200, 256) and sk.dtype == np.float32
+    pairs, dist = ann_pairs(sk, x, k)
+    assert np.allclose(dist, np.linalg.norm(x[pairs[:, 0]] - x[pairs[:, 1]], axis=1))
+    found = {tuple(p) for p in pairs}
+    nearest = _exact_top(x, k)
+    hits = sum((min(i, j), max(i, j)) in found for i in range(len(x)) for j in nearest[i])
+    assert hits / (len(x) * k) >= 0.99
+    assert len(pairs) <= len(x) * k  # each model keeps its k nearest: never n^2
+
+
+def test_a_sketch_depends_only_on_its_own_vector():
+    x = _family_walk(60, 5000, seed=9)  # wider than one projection block
+    whole = sketch([x], x.shape[1])
+    alone = sketch([x[17:18]], x.shape[1])
+    assert np.allclose(whole[17], alone[0], rtol=1e-5, atol=1e-6)
+    # distances between sketches estimate the true ones
+    true = np.linalg.norm(x[0] - x[1:], axis=1)
+    est = np.linalg.norm(whole[0] - whole[1:], axis=1)
+    assert np.median(np.abs(est / true - 1)) < 0.1
+
+
+def test_evidence_of_a_subset_equals_its_rows_in_the_whole_group():
+    rng = np.random.default_rng(3)
+    fps = [_fp(_model(rng), np.arange(0, 100, 5)) for _ in range(5)]
+    whole = build_evidence(fps)
+    layout = evidence_layout(fps)
+    part = evidence_vectors([fps[1], fps[3]], layout)
+    assert np.array_equal(part.unit, whole.unit[[1, 3]])
+    assert np.array_equal(part.raw, whole.raw[[1, 3]])
+    assert evidence_vectors(fps, layout, np.float32, raw=False).raw.shape == (5, 0)
 
 
 def test_pair_distances_match_direct_measurement_sparse_and_dense():

@@ -281,3 +281,40 @@ def test_ties_and_dare_merges_are_found_by_their_exact_entries():
     assert all(d["relation"] == "merge" for *_, d in g.in_edges("dare", data=True))
     tree = {frozenset((u, v)) for u, v, d in g.edges(data=True) if d["relation"] != "merge"}
     assert tree == {frozenset(("base", f)) for f in ("f1", "f2", "f3")}
+
+
+def _forest(families: int, size: int, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for f in range(families):
+        names = [f"f{f}-root"]
+        out[names[0]] = root(700 + f)
+        for i in range(size - 1):
+            name = f"f{f}-m{i:03d}"
+            out[name] = finetune(out[names[int(rng.integers(len(names)))]], 7000 + 100 * f + i)
+            names.append(name)
+    return out
+
+
+def test_a_large_group_takes_the_sparse_path_and_finds_the_same_tree():
+    """Above ``dense_limit`` models, neighbours come from the ANN index over sketches
+    and each family is planned on its own evidence: same families and tree edges as
+    measuring every pair, and still independent of names and input order."""
+    w = _forest(3, 40)
+    inputs = [ModelInput(k, make(v)) for k, v in w.items()]
+    dense = recover_lineage(inputs, LineageSettings(use_times=False))
+    # 50: families measured pair by pair; 20: families of 40 measured on their ANN pairs
+    for limit in (20, 50):
+        sparse = recover_lineage(inputs, LineageSettings(use_times=False, dense_limit=limit))
+        assert {frozenset(e) for e in sparse.edges} == {frozenset(e) for e in dense.edges}
+    fam = {n: d["family"] for n, d in sparse.nodes(data=True)}
+    assert len(set(fam.values())) == 3
+    assert all(fam[n] == fam[f"{n.split('-')[0]}-root"] for n in fam)
+    rename = {k: f"x{k[::-1]}" for k in w}
+    shuffled = list(w.items())
+    random.Random(5).shuffle(shuffled)
+    again = recover_lineage(
+        [ModelInput(rename[k], make(v)) for k, v in shuffled],
+        LineageSettings(use_times=False, dense_limit=50),
+    )
+    assert _shape(sparse, rename) == _shape(again, {n: n for n in again.nodes})
