@@ -35,6 +35,7 @@ from heritage.lineage.mother import mother_both
 from heritage.lineage.types import Direction
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from shapes import shape_prints  # noqa: E402
 from zoodata import ZooData, load_zoo  # noqa: E402
 
 HEADER = (
@@ -278,40 +279,6 @@ def run_scaling(sizes: list[int], merge_share: float = 0.05) -> None:
         t0 = time.perf_counter()
         recover_lineage(inputs, LineageSettings(use_times=False))
         print(f"| {n} | {time.perf_counter() - t0:.2f} |", flush=True)
-
-
-def shape_prints(kind: str, n: int, seed: int = 0) -> tuple[list[ModelInput], dict[str, str]]:
-    """The issue's synthetic shapes: w' = 1.01 w + N(0, 0.004^2) over 4 matrices of 8
-    sampled rows x 128 columns; a star of one base and n - 1 children, or a forest of
-    random trees in families of 100. Returns the inputs and each child's true parent."""
-    rng = np.random.default_rng(seed)
-    weights: dict[str, list[np.ndarray]] = {}
-    parent: dict[str, str] = {}
-    fams = 1 if kind == "star" else max(1, n // 100)
-    per = n if kind == "star" else 100
-    for f in range(fams):
-        names = [f"f{f}-0"]
-        weights[names[0]] = [
-            rng.standard_normal((8, 128)).astype(np.float32) * 0.1 for _ in range(4)
-        ]
-        for i in range(1, per):
-            p = names[0] if kind == "star" else names[int(rng.integers(len(names)))]
-            name = f"f{f}-{i}"
-            weights[name] = [
-                (1.01 * w + rng.normal(0, 0.004, w.shape)).astype(np.float32) for w in weights[p]
-            ]
-            parent[name] = p
-            names.append(name)
-    inputs = []
-    for name, ws in weights.items():
-        tensors = {
-            f"layers.{j}.w": TensorPrint(
-                f"layers.{j}.w", "F32", (512, 512), np.arange(8), (0, 128), w
-            )
-            for j, w in enumerate(ws)
-        }
-        inputs.append(ModelInput(name, Fingerprint(tensors)))
-    return inputs, parent
 
 
 def run_shapes() -> None:

@@ -80,7 +80,7 @@ def sketch(rows: Iterable[np.ndarray], width: int, dims: int = SKETCH_DIMS) -> n
     return np.concatenate(out) if out else np.zeros((0, dims), np.float32)
 
 
-def ann_neighbours(sk: np.ndarray, k: int, ef: int = 128, links: int = 32) -> np.ndarray:
+def ann_neighbours(sk: np.ndarray, k: int, ef: int = 128, links: int = 64) -> np.ndarray:
     """(n, k) indices of each row's approximate ``k`` nearest other rows (-1 where fewer
     exist), from a faiss HNSW index over the sketches. The graph is built on one thread
     (insertion order then fixes it: the same input gives the same neighbours); the

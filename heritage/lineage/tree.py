@@ -12,8 +12,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-import networkx as nx
 import numpy as np
+from scipy import sparse
+from scipy.sparse import csgraph
 
 from heritage.lineage.neighbours import PairDistances
 
@@ -39,23 +40,44 @@ def spanning_tree(x: np.ndarray, nodes: Sequence[int], dist: PairDistances) -> l
     Sparse candidate pairs can leave islands; each pair of islands is bridged by its
     closest pair of members so the tree always spans the family.
     """
-    g = nx.Graph()
-    g.add_nodes_from(nodes)
-    node_set = set(nodes)
+    nodes = list(nodes)
+    n = len(nodes)
+    if n < 2:
+        return []
+    local = {v: k for k, v in enumerate(nodes)}
+    rows, cols, vals = [], [], []
     for (i, j), d in dist.known.items():
-        if i in node_set and j in node_set:
-            g.add_edge(i, j, distance=d)
-    comps = sorted(sorted(c) for c in nx.connected_components(g))
-    for a_i in range(len(comps)):
-        for b_i in range(a_i + 1, len(comps)):
-            a, b = comps[a_i], comps[b_i]
-            d = np.sqrt(((x[a][:, None, :] - x[b][None, :, :]) ** 2).sum(-1))
-            ia, ib = np.unravel_index(np.argmin(d), d.shape)
-            g.add_edge(a[ia], b[ib], distance=float(d[ia, ib]))
-    tree = nx.minimum_spanning_tree(g, weight="distance", algorithm="kruskal")
-    return sorted(
-        TreeEdge(min(i, j), max(i, j), d["distance"]) for i, j, d in tree.edges(data=True)
-    )
+        a, b = local.get(i), local.get(j)
+        if a is not None and b is not None:
+            rows.append(a)
+            cols.append(b)
+            vals.append(d)
+    w = np.asarray(vals, dtype=np.float64)
+    w[w == 0] = np.finfo(np.float64).tiny  # csgraph reads a stored 0 as no edge
+    graph = sparse.coo_array((w, (rows, cols)), shape=(n, n)).tocsr()
+    count, label = csgraph.connected_components(graph, directed=False)
+    if count > 1:
+        comps = [np.flatnonzero(label == c) for c in range(count)]
+        comps.sort(key=lambda c: int(c[0]))
+        extra_r, extra_c, extra_v = [], [], []
+        idx = np.asarray(nodes)
+        for a_i in range(count):
+            for b_i in range(a_i + 1, count):
+                a, b = comps[a_i], comps[b_i]
+                d = np.sqrt(((x[idx[a]][:, None, :] - x[idx[b]][None, :, :]) ** 2).sum(-1))
+                ia, ib = np.unravel_index(np.argmin(d), d.shape)
+                extra_r.append(int(a[ia]))
+                extra_c.append(int(b[ib]))
+                extra_v.append(max(float(d[ia, ib]), np.finfo(np.float64).tiny))
+        graph = sparse.coo_array(
+            (np.r_[w, extra_v], (np.r_[rows, extra_r], np.r_[cols, extra_c])), shape=(n, n)
+        ).tocsr()
+    tree = csgraph.minimum_spanning_tree(graph).tocoo()
+    out = []
+    for a, b in zip(tree.row.tolist(), tree.col.tolist(), strict=True):
+        i, j = nodes[a], nodes[b]
+        out.append(TreeEdge(min(i, j), max(i, j), dist(i, j)))
+    return sorted(out)
 
 
 REGRAFT_FEATURES = ("closer_to_grandparent", "isosceles", "step_back", "step_ratio")
