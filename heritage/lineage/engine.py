@@ -196,28 +196,32 @@ class _Context:
 def _plan_group(
     models: list[ModelInput], key: str, settings: LineageSettings, graph: nx.DiGraph | None
 ) -> list[FamilyPlan]:
+    """Families of one architecture group, then each family planned on its own.
+
+    Kinship is measured on the group's evidence (every pair in a small group; each
+    model's nearest sketches in a large one). Each family is then planned on evidence
+    laid out and scaled on its own members only, so its edges never depend on models
+    outside it: adding an unrelated model, or a whole family, changes nothing here, and
+    an incremental run that plans only the touched families gives what a full run does.
+    """
     fps = [m.fingerprint for m in models]
     ids = [m.id for m in models]
     layout = evidence_layout(fps)
     if len(models) <= settings.dense_limit:
-        # small groups: every pair measured exactly, one context for all families
-        ev = evidence_vectors(fps, layout)
+        x = evidence_vectors(fps, layout, raw=False).unit
         pairs = all_pairs(len(models))
-        dist = pair_distances(ev.unit, pairs)
-        families = find_families(ids, ev.unit, pairs, dist, settings.kin_cosine)
-        ctx = _Context.build(models, ev, pairs, dist, settings)
-        return [_plan_family(ctx, fam, key, settings, graph) for fam in families]
-    # large groups: neighbours from sketches, then each family on its own evidence
-    x = evidence_vectors(fps, layout, np.float32, raw=False).unit
-    sk = sketch((x[k : k + 4096] for k in range(0, len(x), 4096)), x.shape[1])
-    pairs, dist = ann_pairs(sk, x, settings.k_neighbours)
+        dist = pair_distances(x, pairs)
+    else:
+        x = evidence_vectors(fps, layout, np.float32, raw=False).unit
+        sk = sketch((x[k : k + 4096] for k in range(0, len(x), 4096)), x.shape[1])
+        pairs, dist = ann_pairs(sk, x, settings.k_neighbours)
+        del sk
     families = find_families(ids, x, pairs, dist, settings.kin_cosine)
-    del x, sk
+    del x
     family_of = np.empty(len(models), dtype=np.int64)
     for f, fam in enumerate(families):
         family_of[list(fam.members)] = f
-    same = family_of[pairs[:, 0]] == family_of[pairs[:, 1]]
-    pairs = pairs[same]
+    pairs = pairs[family_of[pairs[:, 0]] == family_of[pairs[:, 1]]]
     by_family = np.split(
         pairs[np.argsort(family_of[pairs[:, 0]], kind="stable")],
         np.cumsum(np.bincount(family_of[pairs[:, 0]], minlength=len(families)))[:-1],
@@ -225,13 +229,14 @@ def _plan_group(
     plans = []
     for fam, fam_pairs in zip(families, by_family, strict=True):
         members = list(fam.members)
-        local = np.full(len(models), -1, dtype=np.int64)
-        local[members] = np.arange(len(members))
         sub = [models[i] for i in members]
-        ev = evidence_vectors([m.fingerprint for m in sub], layout)
+        sub_fps = [m.fingerprint for m in sub]
+        ev = evidence_vectors(sub_fps, evidence_layout(sub_fps))
         if len(members) <= settings.dense_limit:
             lp = all_pairs(len(members))
         else:
+            local = np.full(len(models), -1, dtype=np.int64)
+            local[members] = np.arange(len(members))
             lp = np.sort(local[fam_pairs], axis=1)
         ld = pair_distances(ev.unit, lp)
         ctx = _Context.build(sub, ev, lp, ld, settings)
