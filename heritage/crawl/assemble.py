@@ -2,14 +2,17 @@
 
 Rows of unchanged models, and their fingerprints, are copied from the previous index (an
 unchanged model keeps its ``indexed_at``), so a run over an unchanged folder writes the
-same tables. Lineage is then recomputed over every ``ok`` model from the *stored*
-fingerprints, so an incremental run and a clean run give the same graph.
+same tables. Lineage is then planned again, from the *stored* fingerprints, for the
+families the run touched (a member added, changed or removed, or a new model kin to a
+member: heritage.lineage.incremental); every other family keeps its rows exactly. A
+family is planned on its own members only, so this gives what planning every model
+again gives.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -34,7 +37,8 @@ from heritage.index import (
     to_timestamp,
 )
 from heritage.index.frames import ORDER_BY
-from heritage.lineage import ModelInput, recover_lineage
+from heritage.lineage import METHOD, ModelInput, recover_lineage
+from heritage.lineage.incremental import find_touched
 from heritage.summary import FileSummary
 
 FLOW_NAME = "index-local"
@@ -95,6 +99,7 @@ class RunReport:
     n_ok: int = 0
     n_edges: int = 0
     n_families: int = 0
+    n_replanned: int = 0  # models whose family lineage planned again
     status: str = "ok"
     seconds: float = 0.0
 
@@ -116,6 +121,7 @@ class RunReport:
             "edges_changed": [list(e) for e in self.edges.changed],
             "n_edges": self.n_edges,
             "n_families": self.n_families,
+            "n_replanned": self.n_replanned,
             "n_skipped": self.n_skipped,
             "bytes_read": self.bytes_read,
             "bytes_hashed": self.bytes_hashed,
@@ -293,6 +299,66 @@ def lineage_graph(models: pl.DataFrame, fps: pl.DataFrame, tensors: pl.DataFrame
     return recover_lineage(inputs)
 
 
+def _inputs(models: pl.DataFrame, fps: pl.DataFrame, tensors: pl.DataFrame) -> list[ModelInput]:
+    ok = set(models.filter(pl.col("status") == "ok")["model_id"].to_list())
+    prints = fingerprints_from_frame(
+        fps.filter(pl.col("model_id").is_in(list(ok))),
+        tensors.filter(pl.col("model_id").is_in(list(ok))),
+    )
+    created = dict(zip(models["model_id"], models["created_at"], strict=True))
+    inputs = []
+    for mid, fp in prints.items():
+        when = created.get(mid)
+        inputs.append(ModelInput(mid, fp, when.replace(tzinfo=UTC).timestamp() if when else None))
+    return inputs
+
+
+def relate_incremental(
+    models: pl.DataFrame,
+    fps: pl.DataFrame,
+    tensors: pl.DataFrame,
+    previous: IndexData,
+    changed: Collection[str],
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, int]:
+    """Like ``relate``, planning only the families a change touches (see
+    heritage.lineage.incremental); the others keep their rows exactly. Falls back to a
+    full plan when the previous index has no lineage or was made by another engine.
+
+    Returns the three frames and how many models were planned again.
+    """
+    placed = previous.models.filter(pl.col("family_id").is_not_null())
+    family = dict(zip(placed["model_id"], placed["family_id"], strict=True))
+    methods = set(previous.edges["method"].drop_nulls().to_list())
+    inputs = _inputs(models, fps, tensors)
+    if not family or (methods and methods != {METHOD}):
+        graph = recover_lineage(inputs)
+        return *_frames(models, graph, {}), len(inputs)
+    touched = find_touched(family, inputs, changed)
+    kept = {m.id for m in inputs} - touched.models
+    graph = recover_lineage([m for m in inputs if m.id in touched.models])
+    kept_families = {family[m] for m in kept}
+    models, edges, fam = _frames(models, graph, {m: family[m] for m in kept})
+    old_edges = previous.edges.filter(
+        pl.col("child_id").is_in(list(kept)) & pl.col("parent_id").is_in(list(kept))
+    )
+    old_fams = previous.families.filter(pl.col("family_id").is_in(list(kept_families)))
+    edges = pl.concat([old_edges.select(edges.columns).cast(edges.schema), edges])
+    fam = pl.concat([old_fams.select(fam.columns).cast(fam.schema), fam])
+    return models, edges, fam, len(touched.models)
+
+
+def _frames(
+    models: pl.DataFrame, graph: nx.DiGraph, kept_family: Mapping[str, str]
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    families = {**kept_family, **family_ids(graph)}
+    models = models.with_columns(
+        pl.col("model_id")
+        .replace_strict(families, default=None, return_dtype=pl.String)
+        .alias("family_id")
+    )
+    return models, edges_frame(graph), families_frame(graph)
+
+
 def relate(
     models: pl.DataFrame, fps: pl.DataFrame, tensors: pl.DataFrame
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
@@ -377,7 +443,14 @@ def build_tables(
 def add_lineage(draft: Draft, previous: IndexData) -> tuple[IndexData, RunReport]:
     """Recompute lineage over the draft, diff its edges, and append the runs row."""
     report = draft.report
-    models, edges, fam = relate(draft.models, draft.fingerprints, draft.tensors)
+    models, edges, fam, replanned = relate_incremental(
+        draft.models,
+        draft.fingerprints,
+        draft.tensors,
+        previous,
+        [*report.added, *report.changed],
+    )
+    report.n_replanned = replanned
     report.edges = diff_edges(previous.edges, edges)
     report.n_ok = models.filter(pl.col("status") == "ok").height
     report.n_edges = edges.height

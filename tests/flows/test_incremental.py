@@ -77,3 +77,20 @@ def test_listing_errors_fail_the_model_only(small_zoo, tmp_path):
     )
     assert errors["northwind/tinyllama-a"].startswith(f"{shard_index}: shard '../escape")
     assert report.status == "failed" and report.bytes_read == 0
+
+
+def test_a_new_model_replans_only_its_family_and_matches_a_clean_run(small_zoo, tmp_path):
+    """Lineage plans again only the family a new model joins; the result is what a
+    clean run over the same folder gives, table for table."""
+    mlp = ["northwind/mlp-a", "alice/mlp-a-instruct"]
+    other = ["lumenlabs/mlp-b", "alice/mlp-b-domain"]  # same architecture, another family
+    root = copy_models(small_zoo, tmp_path / "m", [*mlp, *other])
+    db = tmp_path / "i.duckdb"
+    run_index([root], db)
+    copy_models(small_zoo, root, ["longrun/mlp-a-continued-step75"])
+    report = run_index([root], db)
+    assert report.added == ["longrun/mlp-a-continued-step75"]
+    assert report.n_replanned == 3  # mlp-a's family and its new member, not mlp-b's
+    clean = tmp_path / "clean.duckdb"
+    run_index([root], clean)
+    assert_same_index(db, clean, ignore_indexed_at=True)
