@@ -1,9 +1,11 @@
-"""Prefect flow ``index-local``: discover → plan → fingerprint (mapped) → store → lineage →
-write → publish.
+"""Prefect flow ``index-local``: discover → plan → fingerprint (mapped) → store →
+lineage families → plan each family (mapped) → lineage → write → publish.
 
 Thin wiring only: every step calls a plain function of :mod:`heritage.crawl` or
-:mod:`heritage.sources`. The mapped fingerprint tasks run on a thread pool bounded by
-``workers``, or on an existing Dask cluster when ``dask_address`` is given; each retries
+:mod:`heritage.sources`. The mapped fingerprint and family tasks run on a thread pool bounded
+by ``workers``, or on an existing Dask cluster when ``dask_address`` is given (a
+family's lineage depends on its members only, and graphs merge in job order, so the
+result does not depend on how many workers there are); each retries
 twice on unexpected errors, and a model that still fails is recorded as ``failed`` while
 the run goes on. The index is written once, atomically, at the end of the run; until then
 each finished read is kept in ``<db>.journal/`` so a killed run's rerun does not redo it.
@@ -16,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import networkx as nx
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -25,6 +28,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from heritage.crawl import (
     Draft,
+    LineageWork,
     Plan,
     ReadResult,
     RunInfo,
@@ -32,6 +36,7 @@ from heritage.crawl import (
     WorkItem,
     add_lineage,
     build_tables,
+    draft_lineage_work,
     failed,
     index_lock,
     load_hook,
@@ -43,6 +48,7 @@ from heritage.crawl.journal import Journal
 from heritage.crawl.progress import current
 from heritage.crawl.run import DEFAULT_WORKERS, log_discovery, log_plan, new_run_id
 from heritage.index import IndexData, read_index, write_index
+from heritage.lineage import FamilyJob, family_lineage
 from heritage.sources import Discovery, discover
 
 FINGERPRINT_RETRIES = 2
@@ -102,10 +108,34 @@ def store_models(
     return build_tables(plan, results, previous, run, n_skipped)
 
 
+@task(name="lineage-families", cache_policy=NO_CACHE)
+def find_lineage_work(draft: Draft, previous: IndexData) -> LineageWork:
+    """The families this run touched (all of them on a first run), one job each."""
+    work = draft_lineage_work(draft, previous)
+    get_run_logger().info(
+        "lineage: %d families to plan (%d models); the others are kept",
+        len(work.jobs),
+        work.replanned,
+    )
+    return work
+
+
+@task(
+    name="lineage-family",
+    task_run_name="lineage {job.family.id}",
+    cache_policy=NO_CACHE,
+)
+def plan_family_task(job: FamilyJob) -> nx.DiGraph:
+    """One family's lineage graph (heritage.lineage.family_lineage)."""
+    return family_lineage(job)
+
+
 @task(name="lineage", cache_policy=NO_CACHE)
-def recompute_lineage(draft: Draft, previous: IndexData) -> tuple[IndexData, RunReport]:
-    """Lineage over every ok model from the stored fingerprints; edges diffed with last run."""
-    data, report = add_lineage(draft, previous)
+def recompute_lineage(
+    draft: Draft, previous: IndexData, work: LineageWork, graphs: list[nx.DiGraph]
+) -> tuple[IndexData, RunReport]:
+    """The planned families beside the kept ones; edges diffed with the last run."""
+    data, report = add_lineage(draft, previous, work, graphs)
     get_run_logger().info(
         "lineage: %d edges in %d families, %d changed",
         report.n_edges,
@@ -113,6 +143,20 @@ def recompute_lineage(draft: Draft, previous: IndexData) -> tuple[IndexData, Run
         report.edges.count,
     )
     return data, report
+
+
+def plan_families(
+    jobs: Sequence[FamilyJob], workers: int, dask_address: str | None
+) -> list[nx.DiGraph]:
+    """The family jobs as mapped tasks (threads, or the Dask cluster), graphs back in job
+    order: one worker or many give the same graph."""
+    if not jobs:
+        return []
+    if len(jobs) == 1 and not dask_address:
+        return [plan_family_task(jobs[0])]
+    with make_task_runner(workers, dask_address) as runner:
+        futures = [runner.submit(plan_family_task, {"job": job}) for job in jobs]
+        return [f.result() for f in futures]
 
 
 @task(name="write", cache_policy=NO_CACHE)
@@ -201,7 +245,9 @@ def index_local(
         results, todo = journal.split(plan.work())
         results.update(fingerprint_all(todo, workers, dask_address, journal))
         draft = store_models(plan, results, previous, run, len(discovery.skipped))
-        data, report = recompute_lineage(draft, previous)
+        work = find_lineage_work(draft, previous)
+        graphs = plan_families(work.jobs, workers, dask_address)
+        data, report = recompute_lineage(draft, previous, work, graphs)
         report.db = str(db_path)
         write_db(str(db_path), data)
         journal.clear()

@@ -12,7 +12,7 @@ again gives.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -37,7 +37,15 @@ from heritage.index import (
     to_timestamp,
 )
 from heritage.index.frames import ORDER_BY
-from heritage.lineage import METHOD, ModelInput, recover_lineage
+from heritage.lineage import (
+    METHOD,
+    FamilyJob,
+    ModelInput,
+    family_jobs,
+    family_lineage,
+    merge_families,
+    recover_lineage,
+)
 from heritage.lineage.incremental import find_touched
 from heritage.summary import FileSummary
 
@@ -286,20 +294,11 @@ def _close(x: float | None, y: float | None) -> bool:
 
 def lineage_graph(models: pl.DataFrame, fps: pl.DataFrame, tensors: pl.DataFrame) -> nx.DiGraph:
     """Recover lineage over every ok model from stored fingerprint rows and created_at."""
-    ok = set(models.filter(pl.col("status") == "ok")["model_id"].to_list())
-    prints = fingerprints_from_frame(
-        fps.filter(pl.col("model_id").is_in(list(ok))),
-        tensors.filter(pl.col("model_id").is_in(list(ok))),
-    )
-    created = dict(zip(models["model_id"], models["created_at"], strict=True))
-    inputs = []
-    for mid, fp in prints.items():
-        when = created.get(mid)
-        inputs.append(ModelInput(mid, fp, when.replace(tzinfo=UTC).timestamp() if when else None))
-    return recover_lineage(inputs)
+    return recover_lineage(_inputs(models, fps, tensors))
 
 
 def _inputs(models: pl.DataFrame, fps: pl.DataFrame, tensors: pl.DataFrame) -> list[ModelInput]:
+    """Every ok model's stored fingerprint and creation time, as lineage takes them."""
     ok = set(models.filter(pl.col("status") == "ok")["model_id"].to_list())
     prints = fingerprints_from_frame(
         fps.filter(pl.col("model_id").is_in(list(ok))),
@@ -313,38 +312,54 @@ def _inputs(models: pl.DataFrame, fps: pl.DataFrame, tensors: pl.DataFrame) -> l
     return inputs
 
 
-def relate_incremental(
+@dataclass
+class LineageWork:
+    """The lineage a run has to do: one job per family to plan again, and what stays."""
+
+    jobs: list[FamilyJob]
+    kept_family: dict[str, str]  # model -> family id, for the families kept as they were
+    replanned: int  # models in the jobs
+
+
+def lineage_work(
     models: pl.DataFrame,
     fps: pl.DataFrame,
     tensors: pl.DataFrame,
     previous: IndexData,
     changed: Collection[str],
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, int]:
-    """Like ``relate``, planning only the families a change touches (see
-    heritage.lineage.incremental); the others keep their rows exactly. Falls back to a
-    full plan when the previous index has no lineage or was made by another engine.
-
-    Returns the three frames and how many models were planned again.
-    """
+) -> LineageWork:
+    """The families a change touches (heritage.lineage.incremental), as jobs for
+    ``family_lineage``; all of them when the previous index has no lineage or was made
+    by another engine."""
     placed = previous.models.filter(pl.col("family_id").is_not_null())
     family = dict(zip(placed["model_id"], placed["family_id"], strict=True))
     methods = set(previous.edges["method"].drop_nulls().to_list())
     inputs = _inputs(models, fps, tensors)
     if not family or (methods and methods != {METHOD}):
-        graph = recover_lineage(inputs)
-        return *_frames(models, graph, {}), len(inputs)
+        return LineageWork(family_jobs(inputs), {}, len(inputs))
     touched = find_touched(family, inputs, changed)
     kept = {m.id for m in inputs} - touched.models
-    graph = recover_lineage([m for m in inputs if m.id in touched.models])
-    kept_families = {family[m] for m in kept}
-    models, edges, fam = _frames(models, graph, {m: family[m] for m in kept})
+    jobs = family_jobs([m for m in inputs if m.id in touched.models])
+    return LineageWork(jobs, {m: family[m] for m in kept}, len(touched.models))
+
+
+def relate_work(
+    models: pl.DataFrame, previous: IndexData, work: LineageWork, graphs: Iterable[nx.DiGraph]
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Models (with family_id), edges and families: the planned families' graphs (in job
+    order) beside the kept families' rows, copied as they were."""
+    graph = merge_families(graphs)
+    kept = list(work.kept_family)
+    models, edges, fam = _frames(models, graph, work.kept_family)
     old_edges = previous.edges.filter(
-        pl.col("child_id").is_in(list(kept)) & pl.col("parent_id").is_in(list(kept))
+        pl.col("child_id").is_in(kept) & pl.col("parent_id").is_in(kept)
     )
-    old_fams = previous.families.filter(pl.col("family_id").is_in(list(kept_families)))
+    old_fams = previous.families.filter(
+        pl.col("family_id").is_in(sorted(set(work.kept_family.values())))
+    )
     edges = pl.concat([old_edges.select(edges.columns).cast(edges.schema), edges])
     fam = pl.concat([old_fams.select(fam.columns).cast(fam.schema), fam])
-    return models, edges, fam, len(touched.models)
+    return models, edges, fam
 
 
 def _frames(
@@ -363,14 +378,7 @@ def relate(
     models: pl.DataFrame, fps: pl.DataFrame, tensors: pl.DataFrame
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Lineage for a run's tables: models with their family_id, then edges and families."""
-    graph = lineage_graph(models, fps, tensors)
-    families = family_ids(graph)
-    models = models.with_columns(
-        pl.col("model_id")
-        .replace_strict(families, default=None, return_dtype=pl.String)
-        .alias("family_id")
-    )
-    return models, edges_frame(graph), families_frame(graph)
+    return _frames(models, lineage_graph(models, fps, tensors), {})
 
 
 def _sorted(table: str, frame: pl.DataFrame) -> pl.DataFrame:
@@ -440,17 +448,33 @@ def build_tables(
     return Draft(plan, run, report, models, fps, tensors)
 
 
-def add_lineage(draft: Draft, previous: IndexData) -> tuple[IndexData, RunReport]:
-    """Recompute lineage over the draft, diff its edges, and append the runs row."""
+def draft_lineage_work(draft: Draft, previous: IndexData) -> LineageWork:
+    """The family jobs of a run (its added and changed models, and removed ones)."""
     report = draft.report
-    models, edges, fam, replanned = relate_incremental(
+    return lineage_work(
         draft.models,
         draft.fingerprints,
         draft.tensors,
         previous,
         [*report.added, *report.changed],
     )
-    report.n_replanned = replanned
+
+
+def add_lineage(
+    draft: Draft,
+    previous: IndexData,
+    work: LineageWork | None = None,
+    graphs: Iterable[nx.DiGraph] | None = None,
+) -> tuple[IndexData, RunReport]:
+    """Plan lineage for the families the run touched, diff its edges with the previous
+    index, and append the runs row. ``work`` and ``graphs`` (``family_lineage`` of each
+    job, in job order) let a caller run the family jobs elsewhere, as the flow does."""
+    report = draft.report
+    work = work or draft_lineage_work(draft, previous)
+    if graphs is None:
+        graphs = [family_lineage(job) for job in work.jobs]
+    models, edges, fam = relate_work(draft.models, previous, work, graphs)
+    report.n_replanned = work.replanned
     report.edges = diff_edges(previous.edges, edges)
     report.n_ok = models.filter(pl.col("status") == "ok").height
     report.n_edges = edges.height

@@ -2,9 +2,13 @@
 
 from heritage.lineage.engine import (
     METHOD,
+    FamilyJob,
     FamilyPlan,
     LineageSettings,
     ModelInput,
+    family_jobs,
+    family_lineage,
+    merge_families,
     plan_lineage,
     recover_lineage,
 )
@@ -15,6 +19,7 @@ from heritage.lineage.types import Direction, Relation
 __all__ = [
     "METHOD",
     "Direction",
+    "FamilyJob",
     "FamilyPlan",
     "LineageSettings",
     "ModelInput",
@@ -23,6 +28,9 @@ __all__ = [
     "TruthModel",
     "adjusted_rand_index",
     "architecture_key",
+    "family_jobs",
+    "family_lineage",
+    "merge_families",
     "plan_lineage",
     "recover_lineage",
     "score",

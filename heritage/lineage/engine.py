@@ -20,7 +20,7 @@ sampled weights), and ties fall to content order too.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import networkx as nx
@@ -58,15 +58,20 @@ from heritage.lineage.types import Direction, Relation
 
 __all__ = [
     "METHOD",
+    "FamilyJob",
     "FamilyPlan",
     "LineageSettings",
     "ModelInput",
     "content_key",
+    "family_jobs",
+    "family_lineage",
+    "merge_families",
+    "plan_family",
     "plan_lineage",
     "recover_lineage",
 ]
 
-METHOD = "heritage-lineage/5"
+METHOD = "heritage-lineage/6"
 UNCERTAIN_CAP = 0.6  # an edge whose direction the weights cannot tell is stated at most this
 
 
@@ -137,6 +142,40 @@ def _edge(graph: nx.DiGraph, ids: Sequence[str], p: int, c: int, **attrs: object
     graph.add_edge(ids[p], ids[c], method=METHOD, **attrs)
 
 
+@dataclass
+class FamilyJob:
+    """One family to plan: its members and, for a large family, the pairs to measure.
+
+    The unit of work ``family_lineage`` takes, self-contained (it can be shipped to
+    another process): a family's lineage depends on its own members only.
+    """
+
+    key: str  # the architecture group
+    family: Family  # members index ``models``
+    models: list[ModelInput]  # the members, in content order
+    pairs: np.ndarray | None = None  # (i < j) local pairs to measure; None: every pair
+
+
+def family_jobs(
+    models: Sequence[ModelInput], settings: LineageSettings | None = None
+) -> list[FamilyJob]:
+    """Group the models by architecture, then into families: one job per family, in
+    content order (the order never depends on ids or input order)."""
+    settings = settings or LineageSettings()
+    ids = [m.id for m in models]
+    if len(set(ids)) != len(ids):
+        raise ValueError("model ids must be unique")
+    keys = {m.id: content_key(m.fingerprint) for m in models}
+    ordered = sorted(models, key=lambda m: (keys[m.id], m.id))
+    groups: dict[str, list[ModelInput]] = {}
+    for m in ordered:
+        groups.setdefault(architecture_key(m.fingerprint), []).append(m)
+    jobs: list[FamilyJob] = []
+    for key in sorted(groups):
+        jobs += _group_jobs(groups[key], key, settings)
+    return jobs
+
+
 def plan_lineage(
     models: Sequence[ModelInput],
     settings: LineageSettings | None = None,
@@ -147,18 +186,7 @@ def plan_lineage(
     With ``graph``, nodes, copy edges and merge edges are added to it as they are found.
     """
     settings = settings or LineageSettings()
-    ids = [m.id for m in models]
-    if len(set(ids)) != len(ids):
-        raise ValueError("model ids must be unique")
-    keys = {m.id: content_key(m.fingerprint) for m in models}
-    ordered = sorted(models, key=lambda m: (keys[m.id], m.id))
-    groups: dict[str, list[ModelInput]] = {}
-    for m in ordered:
-        groups.setdefault(architecture_key(m.fingerprint), []).append(m)
-    plans: list[FamilyPlan] = []
-    for key in sorted(groups):
-        plans += _plan_group(groups[key], key, settings, graph)
-    return plans
+    return [plan_family(job, settings, graph) for job in family_jobs(models, settings)]
 
 
 @dataclass
@@ -193,15 +221,13 @@ class _Context:
         )
 
 
-def _plan_group(
-    models: list[ModelInput], key: str, settings: LineageSettings, graph: nx.DiGraph | None
-) -> list[FamilyPlan]:
-    """Families of one architecture group, then each family planned on its own.
+def _group_jobs(models: list[ModelInput], key: str, settings: LineageSettings) -> list[FamilyJob]:
+    """Families of one architecture group, each a job to plan on its own.
 
     Kinship is measured on the group's evidence (every pair in a small group; each
     model's nearest sketches in a large one). Each family is then planned on evidence
     laid out and scaled on its own members only, so its edges never depend on models
-    outside it: adding an unrelated model, or a whole family, changes nothing here, and
+    outside it: adding an unrelated model, or a whole family, changes nothing there, and
     an incremental run that plans only the touched families gives what a full run does.
     """
     fps = [m.fingerprint for m in models]
@@ -226,23 +252,35 @@ def _plan_group(
         pairs[np.argsort(family_of[pairs[:, 0]], kind="stable")],
         np.cumsum(np.bincount(family_of[pairs[:, 0]], minlength=len(families)))[:-1],
     )
-    plans = []
+    jobs = []
     for fam, fam_pairs in zip(families, by_family, strict=True):
         members = list(fam.members)
-        sub = [models[i] for i in members]
-        sub_fps = [m.fingerprint for m in sub]
-        ev = evidence_vectors(sub_fps, evidence_layout(sub_fps))
-        if len(members) <= settings.dense_limit:
-            lp = all_pairs(len(members))
-        else:
+        local_pairs = None
+        if len(members) > settings.dense_limit:
             local = np.full(len(models), -1, dtype=np.int64)
             local[members] = np.arange(len(members))
-            lp = np.sort(local[fam_pairs], axis=1)
-        ld = pair_distances(ev.unit, lp)
-        ctx = _Context.build(sub, ev, lp, ld, settings)
-        lfam = Family(fam.id, tuple(range(len(members))), fam.confidence)
-        plans.append(_plan_family(ctx, lfam, key, settings, graph))
-    return plans
+            local_pairs = np.sort(local[fam_pairs], axis=1)
+        jobs.append(
+            FamilyJob(
+                key,
+                Family(fam.id, tuple(range(len(members))), fam.confidence),
+                [models[i] for i in members],
+                local_pairs,
+            )
+        )
+    return jobs
+
+
+def plan_family(
+    job: FamilyJob, settings: LineageSettings | None = None, graph: nx.DiGraph | None = None
+) -> FamilyPlan:
+    """Copies, merges and the tree to orient of one family, on its own evidence."""
+    settings = settings or LineageSettings()
+    fps = [m.fingerprint for m in job.models]
+    ev = evidence_vectors(fps, evidence_layout(fps))
+    pairs = all_pairs(len(fps)) if job.pairs is None else job.pairs
+    ctx = _Context.build(job.models, ev, pairs, pair_distances(ev.unit, pairs), settings)
+    return _plan_family(ctx, job.family, job.key, settings, graph)
 
 
 def _plan_family(
@@ -317,10 +355,61 @@ def _plan_family(
     return FamilyPlan(fam, nodes, tree)
 
 
+def family_lineage(
+    job: FamilyJob, settings: LineageSettings | None = None, scorer: Scorer | None = None
+) -> nx.DiGraph:
+    """One family's part of the lineage graph (see ``recover_lineage``)."""
+    scorer = scorer or load_scorer()
+    graph = nx.DiGraph(method=METHOD)
+    fps = {m.id: m.fingerprint for m in job.models}
+    plan = plan_family(job, settings, graph)
+    for _, _, data in graph.edges(data=True):  # copies and merges, from their fits
+        mapping = scorer.relation_maps.get(str(data["relation"]))
+        if mapping is not None:
+            data["confidence"] = round(calibrate(data["confidence"], mapping), 4)
+    tree = plan.tree
+    result = orient(tree, scorer)
+    graph.nodes[tree.ids[result.root]]["root_confidence"] = round(result.root_probability, 4)
+    for e in result.edges:
+        parent, child = tree.ids[e.parent], tree.ids[e.child]
+        conf = calibrate(e.probability, scorer.edge_map)
+        direction = Direction.INFERRED
+        if calibrate(e.probability, scorer.direction_map) < scorer.uncertain_below:
+            direction = Direction.UNCERTAIN
+            conf = min(conf, UNCERTAIN_CAP)
+        rank = step_rank(fps[parent], fps[child])
+        attrs: dict[str, object] = {}
+        relation = Relation.FINETUNE
+        if rank.low_rank:
+            relation = Relation.ADAPTER
+            attrs["rank"] = rank.rank
+        graph.add_edge(
+            parent,
+            child,
+            relation=relation,
+            confidence=round(float(conf), 4),
+            distance=round(e.distance, 6),
+            direction=direction,
+            method=METHOD,
+            **attrs,
+        )
+    return graph
+
+
+def merge_families(graphs: Iterable[nx.DiGraph]) -> nx.DiGraph:
+    """The lineage graph of families planned apart, in the order given (job order)."""
+    out = nx.DiGraph(method=METHOD)
+    for g in graphs:
+        out.add_nodes_from(g.nodes(data=True))
+        out.add_edges_from(g.edges(data=True))
+    return out
+
+
 def recover_lineage(
     models: Sequence[ModelInput],
     settings: LineageSettings | None = None,
     scorer: Scorer | None = None,
+    map_families: Callable[[list[FamilyJob]], Iterable[nx.DiGraph]] | None = None,
 ) -> nx.DiGraph:
     """Recover families and a typed, directed lineage graph from fingerprints.
 
@@ -329,40 +418,15 @@ def recover_lineage(
     ``Relation``), ``confidence`` in [0, 1], ``direction`` (``inferred`` or
     ``uncertain``), ``distance``, ``method``, ``weight`` on merges and ``rank`` on
     adapters. The result does not depend on the ids or the order of the inputs.
+
+    ``map_families`` runs ``family_lineage`` over the jobs (for example as tasks on a
+    cluster) and returns their graphs in job order; by default they run here, one by one.
     """
+    settings = settings or LineageSettings()
     scorer = scorer or load_scorer()
-    graph = nx.DiGraph(method=METHOD)
-    fps = {m.id: m.fingerprint for m in models}
-    plans = plan_lineage(models, settings, graph)
-    for _, _, data in graph.edges(data=True):  # copies and merges, from their fits
-        mapping = scorer.relation_maps.get(str(data["relation"]))
-        if mapping is not None:
-            data["confidence"] = round(calibrate(data["confidence"], mapping), 4)
-    for plan in plans:
-        tree = plan.tree
-        result = orient(tree, scorer)
-        graph.nodes[tree.ids[result.root]]["root_confidence"] = round(result.root_probability, 4)
-        for e in result.edges:
-            parent, child = tree.ids[e.parent], tree.ids[e.child]
-            conf = calibrate(e.probability, scorer.edge_map)
-            direction = Direction.INFERRED
-            if calibrate(e.probability, scorer.direction_map) < scorer.uncertain_below:
-                direction = Direction.UNCERTAIN
-                conf = min(conf, UNCERTAIN_CAP)
-            rank = step_rank(fps[parent], fps[child])
-            attrs: dict[str, object] = {}
-            relation = Relation.FINETUNE
-            if rank.low_rank:
-                relation = Relation.ADAPTER
-                attrs["rank"] = rank.rank
-            graph.add_edge(
-                parent,
-                child,
-                relation=relation,
-                confidence=round(float(conf), 4),
-                distance=round(e.distance, 6),
-                direction=direction,
-                method=METHOD,
-                **attrs,
-            )
-    return graph
+    jobs = family_jobs(models, settings)
+    if map_families is None:
+        graphs: Iterable[nx.DiGraph] = (family_lineage(j, settings, scorer) for j in jobs)
+    else:
+        graphs = map_families(jobs)
+    return merge_families(graphs)

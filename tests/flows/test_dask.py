@@ -29,3 +29,22 @@ def test_dask_cluster_gives_the_same_index_as_threads(small_zoo: Path, tmp_path:
         "broken.safetensors"
     ]
     assert_same_index(threads, dask_db, ignore_indexed_at=True)
+
+
+def test_family_lineage_on_one_or_two_dask_workers_gives_the_same_edges(
+    small_zoo: Path, tmp_path: Path
+):
+    """Lineage runs as one task per family on the cluster; graphs merge in job order,
+    so the number of workers never changes the index."""
+    root = copy_models(small_zoo, tmp_path / "m", SOME_MODELS)
+    dbs = {}
+    for n in (1, 2):
+        dbs[n] = tmp_path / f"dask{n}.duckdb"
+        with distributed.LocalCluster(
+            n_workers=n, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster:
+            report = index_local(
+                paths=[str(root)], db=str(dbs[n]), dask_address=cluster.scheduler_address
+            )
+        assert report["n_families"] >= 3 and report["n_replanned"] == report["n_ok"]
+    assert_same_index(dbs[1], dbs[2], ignore_indexed_at=True)
