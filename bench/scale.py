@@ -2,6 +2,7 @@
 
     python bench/scale.py [--sizes 1000 10000 100000] [--shapes star forest chains]
                           [--recall-queries 1000]
+    python bench/scale.py --dask 1 2 [--dask-size 20000]
 
 Each (shape, size) runs in a fresh process (bench/shapes.py makes the fingerprints: one
 architecture, w' = 1.01 w + noise), so its peak RSS is its own; the figure includes the
@@ -20,6 +21,9 @@ fingerprints themselves (4 x 8 x 128 float32 per model). Per run it prints:
   the 256-d sketch cannot see; the parent is what matters there.
 
 Then a projection to 1,000,000 models from the slope between the two largest sizes.
+``--dask`` instead runs a forest's family jobs (``family_lineage``) on LocalClusters of
+the given numbers of worker processes, and checks their edges equal the in-process ones;
+the group stage (kinship) runs in the calling process either way.
 Not a timed test: the figures go into README with the machine they were measured on.
 """
 
@@ -128,6 +132,45 @@ def run_one(shape: str, n: int, queries: int) -> dict:
     return out
 
 
+def run_dask(shape: str, n: int, workers: list[int]) -> list[dict]:
+    """Family jobs on a LocalCluster of each size (worker processes, one thread each),
+    against running them here; edges compared as sorted rows."""
+    import distributed
+
+    sys.path.insert(0, str(HERE))
+    from heritage.lineage import LineageSettings, family_jobs, family_lineage, merge_families
+    from shapes import shape_prints
+
+    inputs, _ = shape_prints(shape, n)
+    settings = LineageSettings(use_times=False)
+
+    def rows(g) -> list:
+        return sorted(
+            (u, v, sorted((k, str(x)) for k, x in d.items())) for u, v, d in g.edges(data=True)
+        )
+
+    t0 = time.perf_counter()
+    jobs = family_jobs(inputs, settings)
+    group_secs = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    local = merge_families(family_lineage(j, settings) for j in jobs)
+    out = [{"workers": "the calling process", "seconds": group_secs + time.perf_counter() - t0}]
+    for w in workers:
+        with (
+            distributed.LocalCluster(
+                n_workers=w, threads_per_worker=1, processes=True, dashboard_address=None
+            ) as cluster,
+            distributed.Client(cluster) as client,
+        ):
+            client.run(lambda: __import__("heritage.lineage"))  # warm the imports
+            t0 = time.perf_counter()
+            futures = client.map(family_lineage, jobs, settings=settings, pure=False)
+            graph = merge_families(client.gather(futures))
+            secs = group_secs + time.perf_counter() - t0
+        out.append({"workers": w, "seconds": secs, "same": rows(graph) == rows(local)})
+    return out
+
+
 def measure(shape: str, n: int, queries: int) -> dict:
     """Run one configuration in a child process; its peak RSS from wait4."""
     cmd = [sys.executable, __file__, "--one", shape, str(n), "--recall-queries", str(queries)]
@@ -148,10 +191,28 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--shapes", nargs="+", default=["star", "forest", "chains"])
     parser.add_argument("--recall-queries", type=int, default=1000)
+    parser.add_argument(
+        "--dask",
+        type=int,
+        nargs="*",
+        metavar="WORKERS",
+        help="instead: the family jobs of a forest of --dask-size models on LocalClusters"
+        " of these many worker processes",
+    )
+    parser.add_argument("--dask-size", type=int, default=20000)
     parser.add_argument("--one", nargs=2, metavar=("SHAPE", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         print(json.dumps(run_one(args.one[0], int(args.one[1]), args.recall_queries)))
+        return
+    if args.dask:
+        print(f"cores: {os.cpu_count()}; forest of {args.dask_size} models")
+        print("| family jobs run on | lineage (s) | edges equal to in-process |")
+        print("|---|---|---|")
+        for r in run_dask("forest", args.dask_size, args.dask):
+            same = "" if "same" not in r else ("yes" if r["same"] else "NO")
+            where = r["workers"] if isinstance(r["workers"], str) else f"{r['workers']} worker(s)"
+            print(f"| {where} | {r['seconds']:.1f} | {same} |", flush=True)
         return
     print(f"cores: {os.cpu_count()}")
     print(
