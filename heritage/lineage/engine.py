@@ -277,7 +277,9 @@ def plan_family(
     """Copies, merges and the tree to orient of one family, on its own evidence."""
     settings = settings or LineageSettings()
     fps = [m.fingerprint for m in job.models]
-    ev = evidence_vectors(fps, evidence_layout(fps))
+    # a large family's unit vectors in float32 (half the memory; its pairs are sparse)
+    dtype = np.float64 if job.pairs is None else np.float32
+    ev = evidence_vectors(fps, evidence_layout(fps), dtype)
     pairs = all_pairs(len(fps)) if job.pairs is None else job.pairs
     ctx = _Context.build(job.models, ev, pairs, pair_distances(ev.unit, pairs), settings)
     return _plan_family(ctx, job.family, job.key, settings, graph)

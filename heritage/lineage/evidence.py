@@ -30,7 +30,7 @@ def architecture_key(fp: Fingerprint) -> str:
 class Evidence:
     """Per-model vectors over the aligned evidence entries of one architecture group.
 
-    ``raw`` holds the sampled values (float64) in original units; ``unit`` the same
+    ``raw`` holds the sampled values (float32, as sampled) in original units; ``unit`` the same
     entries centred and scaled per tensor so every tensor weighs the same and a model's
     vector has norm about one.
     """
@@ -142,7 +142,7 @@ def evidence_vectors(
     """Evidence vectors of ``fps`` (any models of the group ``layout`` was made for);
     with ``raw=False`` only ``unit`` is filled (``raw`` is then empty)."""
     n, width = len(fps), layout.n_entries
-    raw_out = np.empty((n, width) if raw else (n, 0), dtype)
+    raw_out = np.empty((n, width) if raw else (n, 0), np.float32)  # lossless: prints are float32
     unit = np.empty((n, width), dtype)
     count = len(layout.tensors)
     for name, rows, sl, scale in zip(

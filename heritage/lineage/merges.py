@@ -209,8 +209,11 @@ def find_sparse_merges(
             changed = raw[c] != raw[b]
             if changed.all() or not changed.any():
                 continue
-            tau_c = (raw[c] - raw[b])[changed]
-            taus = {p: (raw[p] - raw[b])[changed] for p in nearest if p not in (b, c)}
+            base = raw[b, changed].astype(np.float64)
+            tau_c = raw[c, changed].astype(np.float64) - base
+            taus = {
+                p: raw[p, changed].astype(np.float64) - base for p in nearest if p not in (b, c)
+            }
             parents = _cover(tau_c, taus, min_share)
             if len(parents) >= 2:
                 merge = Merge(
