@@ -234,3 +234,25 @@ def test_precision_bits_read_from_the_values_not_only_the_dtype():
     assert precision_bits(_mat_fp(q)) == 8
     assert precision_bits(_mat_fp(q.astype(np.float16).astype(np.float32), "F16")) == 8
     assert int8_grid_fraction(w) == 0.0
+
+
+def test_sketch_search_falls_back_to_exact_when_hnsw_recall_is_low(monkeypatch):
+    """Above the exact limit the HNSW index is used only if its recall, measured on a
+    sample of models, holds; a search that misses neighbours is replaced by exact."""
+    import heritage.lineage.neighbours as nb
+
+    monkeypatch.setattr(nb, "EXACT_SKETCH_LIMIT", 100)
+    walk = _family_walk(3000, 256, seed=4).astype(np.float32)
+    exact = nb.exact_neighbours(walk, 30)
+    assert nb.sketch_recall(walk, exact, 10) == 1.0
+    hnsw = nb.ann_neighbours(walk, 30)
+    assert nb.sketch_recall(walk, hnsw, 10) >= nb.MIN_RECALL
+    assert np.array_equal(nb.sketch_neighbours(walk, 30, want=10), hnsw)  # HNSW kept
+    rng = np.random.default_rng(2)
+
+    def poor(sk, k):  # an index that returns arbitrary rows
+        return rng.integers(0, len(sk), size=(len(sk), k))
+
+    monkeypatch.setattr(nb, "ann_neighbours", poor)
+    assert nb.sketch_recall(walk, poor(walk, 30), 10) < nb.MIN_RECALL
+    assert np.array_equal(nb.sketch_neighbours(walk, 30, want=10), exact)
