@@ -141,7 +141,8 @@ class RunReport:
             f"{self.n_seen} models: {len(self.added)} added, {len(self.changed)} changed, "
             f"{len(self.unchanged)} unchanged, {len(self.failed)} failed, "
             f"{len(self.removed)} removed; {self.edges.count} edges changed "
-            f"({self.n_edges} edges, {self.n_families} families); "
+            f"({self.n_edges} edges, {self.n_families} families, "
+            f"{self.n_replanned} models' families planned again); "
             f"{self.bytes_read:,} checkpoint bytes read, {self.bytes_hashed:,} hashed"
         )
 
