@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import polars as pl
 
-from heritage.crawl.assemble import relate, utcnow
+from heritage.crawl.assemble import lineage_work, relate_work, utcnow
 from heritage.crawl.run import index_lock
 from heritage.fingerprint import Fingerprint, fingerprint
 from heritage.formats.errors import CheckpointError
@@ -35,6 +35,7 @@ from heritage.index import (
     tensors_frame,
     write_index,
 )
+from heritage.lineage import family_lineage
 from heritage.summary import count_layers, structure_hash
 
 log = logging.getLogger("heritage.hub")
@@ -383,7 +384,11 @@ def run_hub(
         tensors = pl.concat(
             [previous.tensors.filter(pl.col("model_id").is_in(list(keep))), tensors_frame(fresh)]
         )
-        models, edges, fam = relate(models, fps, tensors)
+        # only the families the freshly read models (and removed ones) touch are planned
+        work = lineage_work(models, fps, tensors, previous, list(fresh))
+        models, edges, fam = relate_work(
+            models, previous, work, [family_lineage(job) for job in work.jobs]
+        )
         report.n_edges, report.n_families = edges.height, fam.height
         run_row = {
             "run_id": uuid.uuid4().hex,
