@@ -86,18 +86,9 @@ def sketch(rows: Iterable[np.ndarray], width: int, dims: int = SKETCH_DIMS) -> n
     return np.concatenate(out) if out else np.zeros((0, dims), np.float32)
 
 
-def ann_neighbours(sk: np.ndarray, k: int, ef: int = 128, links: int = 64) -> np.ndarray:
-    """(n, k) indices of each row's approximate ``k`` nearest other rows (-1 where fewer
-    exist), from a faiss HNSW index over the sketches. The graph is built on one thread
-    (insertion order then fixes it: the same input gives the same neighbours); the
-    search runs on all cores."""
+def _hnsw(data: np.ndarray, links: int, ef: int):  # -> faiss.IndexHNSWFlat
     import faiss
 
-    n = sk.shape[0]
-    k = min(k, n - 1)
-    if k < 1:
-        return np.zeros((n, 0), dtype=np.int64)
-    data = np.ascontiguousarray(sk, dtype=np.float32)
     threads = faiss.omp_get_max_threads()
     index = faiss.IndexHNSWFlat(data.shape[1], links)
     index.hnsw.efConstruction = max(ef, 2 * links)
@@ -106,13 +97,31 @@ def ann_neighbours(sk: np.ndarray, k: int, ef: int = 128, links: int = 64) -> np
         index.add(data)
     finally:
         faiss.omp_set_num_threads(threads)
+    return index
+
+
+def _hnsw_search(index, data: np.ndarray, rows: np.ndarray, k: int, ef: int) -> np.ndarray:
+    """(len(rows), k) neighbours of ``data[rows]`` other than themselves (-1 padded)."""
     index.hnsw.efSearch = max(ef, k + 1)
-    _, found = index.search(data, k + 1)
-    out = np.full((n, k), -1, dtype=np.int64)
-    for i in range(n):
-        row = found[i][(found[i] != i) & (found[i] >= 0)][:k]
+    _, found = index.search(data[rows], k + 1)
+    out = np.full((len(rows), k), -1, dtype=np.int64)
+    for i, r in enumerate(rows):
+        row = found[i][(found[i] != r) & (found[i] >= 0)][:k]
         out[i, : len(row)] = row
     return out
+
+
+def ann_neighbours(sk: np.ndarray, k: int, ef: int = 128, links: int = 64) -> np.ndarray:
+    """(n, k) indices of each row's approximate ``k`` nearest other rows (-1 where fewer
+    exist), from a faiss HNSW index over the sketches. The graph is built on one thread
+    (insertion order then fixes it: the same input gives the same neighbours); the
+    search runs on all cores."""
+    n = sk.shape[0]
+    k = min(k, n - 1)
+    if k < 1:
+        return np.zeros((n, 0), dtype=np.int64)
+    data = np.ascontiguousarray(sk, dtype=np.float32)
+    return _hnsw_search(_hnsw(data, links, ef), data, np.arange(n), k, ef)
 
 
 def exact_neighbours(sk: np.ndarray, k: int, block: int = 1024) -> np.ndarray:
@@ -141,6 +150,15 @@ def _exact_rows(sk: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     return np.argpartition(d, k - 1, axis=1)[:, :k]
 
 
+def _recall_sample(n: int, sample: int = 200) -> np.ndarray:
+    return np.sort(np.random.default_rng(0).choice(n, size=min(sample, n), replace=False))
+
+
+def _recall(exact: np.ndarray, near: np.ndarray) -> float:
+    hits = sum(len(set(e.tolist()) & set(m.tolist())) for e, m in zip(exact, near, strict=True))
+    return hits / max(exact.size, 1)
+
+
 def sketch_recall(sk: np.ndarray, near: np.ndarray, k: int, sample: int = 200) -> float:
     """Share of the exact ``k`` nearest sketches found in ``near`` (each row's candidate
     list), over a fixed sample of rows: the search's recall@k, measured."""
@@ -148,25 +166,32 @@ def sketch_recall(sk: np.ndarray, near: np.ndarray, k: int, sample: int = 200) -
     k = min(k, n - 1)
     if k < 1:
         return 1.0
-    queries = np.random.default_rng(0).choice(n, size=min(sample, n), replace=False)
-    data = np.ascontiguousarray(sk, dtype=np.float32)
-    exact = _exact_rows(data, queries, k)
-    hits = sum(len(set(exact[i].tolist()) & set(near[q].tolist())) for i, q in enumerate(queries))
-    return hits / (k * len(queries))
+    queries = _recall_sample(n, sample)
+    exact = _exact_rows(np.ascontiguousarray(sk, dtype=np.float32), queries, k)
+    return _recall(exact, near[queries])
 
 
-def sketch_neighbours(sk: np.ndarray, k: int, want: int | None = None) -> np.ndarray:
+def sketch_neighbours(
+    sk: np.ndarray, k: int, want: int | None = None, ef: int = 128, links: int = 64
+) -> np.ndarray:
     """Each row's ``k`` nearest sketches (as candidates for its ``want`` nearest, default
-    ``k``): exact up to ``EXACT_SKETCH_LIMIT`` rows; above, from the HNSW index, unless
-    its recall of the ``want`` nearest, measured on a sample of rows, is below
-    ``MIN_RECALL``: then exact after all (a star's children, an isotropic cloud around
-    their base, are the case: HNSW found 0.56 of their 10 nearest at 100k)."""
-    if sk.shape[0] <= EXACT_SKETCH_LIMIT:
+    ``k``): exact up to ``EXACT_SKETCH_LIMIT`` rows. Above, the HNSW index is built and
+    first asked for a fixed sample of rows; when it finds less than ``MIN_RECALL`` of
+    their exact ``want`` nearest, the search is exact after all (a star's children, an
+    isotropic cloud around their base, are the case: HNSW found 0.56 of their 10
+    nearest at 100k), else the index answers for every row."""
+    n = sk.shape[0]
+    if n <= EXACT_SKETCH_LIMIT:
         return exact_neighbours(sk, k)
-    near = ann_neighbours(sk, k)
-    if sketch_recall(sk, near, want or k) < MIN_RECALL:
-        return exact_neighbours(sk, k)
-    return near
+    k = min(k, n - 1)
+    want = min(want or k, k)
+    data = np.ascontiguousarray(sk, dtype=np.float32)
+    index = _hnsw(data, links, ef)
+    queries = _recall_sample(n)
+    near = _hnsw_search(index, data, queries, k, ef)
+    if _recall(_exact_rows(data, queries, want), near) < MIN_RECALL:
+        return exact_neighbours(data, k)
+    return _hnsw_search(index, data, np.arange(n), k, ef)
 
 
 def ann_pairs(

@@ -250,9 +250,9 @@ def test_sketch_search_falls_back_to_exact_when_hnsw_recall_is_low(monkeypatch):
     assert np.array_equal(nb.sketch_neighbours(walk, 30, want=10), hnsw)  # HNSW kept
     rng = np.random.default_rng(2)
 
-    def poor(sk, k):  # an index that returns arbitrary rows
-        return rng.integers(0, len(sk), size=(len(sk), k))
+    def poor(index, data, rows, k, ef):  # an index that answers arbitrary rows
+        return rng.integers(0, len(data), size=(len(rows), k))
 
-    monkeypatch.setattr(nb, "ann_neighbours", poor)
-    assert nb.sketch_recall(walk, poor(walk, 30), 10) < nb.MIN_RECALL
+    monkeypatch.setattr(nb, "_hnsw_search", poor)
+    assert nb.sketch_recall(walk, poor(None, walk, np.arange(len(walk)), 30, 0), 10) < 0.5
     assert np.array_equal(nb.sketch_neighbours(walk, 30, want=10), exact)
