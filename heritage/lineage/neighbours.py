@@ -1,18 +1,14 @@
 """Sparse candidate pairs: each model's nearest neighbours, so cost grows like n * k.
 
-Two searches, both followed by exact distances for every candidate pair:
-
-- ``candidate_pairs``: brute force over a fixed subsample of coordinates (an unbiased
-  estimate of the full distance). Quadratic in the number of models; the reference the
-  approximate search is measured against.
-- ``ann_pairs``: neighbours of ``sketch``es, Gaussian random projections of the
-  evidence vectors to ``SKETCH_DIMS`` coordinates, re-ranked by exact distances. Up to
-  ``EXACT_SKETCH_LIMIT`` models the sketches are searched exactly (a few seconds at that
-  size, and exact where an approximate index is weakest: a star's children form an
-  isotropic cloud around their base, on which HNSW recall@10 fell to 0.40-0.98);
-  above it, an approximate nearest-neighbour index (faiss HNSW, chosen by measurement
-  in bench/scale.py), whose recall is measured on a sample of models each time: below
-  ``MIN_RECALL`` the search is exact after all.
+Groups small enough are measured pair by pair (``all_pairs``); larger ones get
+``ann_pairs``: neighbours of ``sketch``es, Gaussian random projections of the evidence
+vectors to ``SKETCH_DIMS`` coordinates, re-ranked by exact distances. Up to
+``EXACT_SKETCH_LIMIT`` models the sketches are searched exactly (a few seconds at that
+size, and exact where an approximate index is weakest: a star's children form an
+isotropic cloud around their base, on which HNSW recall@10 fell to 0.40-0.98); above
+it, an approximate nearest-neighbour index (faiss HNSW, chosen by measurement in
+bench/scale.py), whose recall is measured on a sample of models each time: below
+``MIN_RECALL`` the search is exact after all.
 """
 
 from __future__ import annotations
@@ -21,43 +17,15 @@ from collections.abc import Iterable
 
 import numpy as np
 
-SKETCH_COORDS = 4096
 SKETCH_DIMS = 256
 EXACT_SKETCH_LIMIT = 20_000  # up to this many models, sketches are searched exactly
 MIN_RECALL = 0.99  # an approximate search that finds less of the k nearest is not used
 _PROJECTION_BLOCK = 4096  # coordinates per block of the projection matrix
 
 
-def _sketch(x: np.ndarray, coords: int) -> np.ndarray:
-    if x.shape[1] <= coords:
-        return x
-    pick = np.random.default_rng(0).choice(x.shape[1], size=coords, replace=False)
-    return x[:, np.sort(pick)] * np.sqrt(x.shape[1] / coords)
-
-
 def _sq_dists(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
     return np.maximum(d, 0.0)
-
-
-def candidate_pairs(x: np.ndarray, k: int, block: int = 1024) -> np.ndarray:
-    """Unordered pairs (i < j) linking each row of ``x`` to its ``k`` nearest rows."""
-    n = x.shape[0]
-    if n < 2:
-        return np.zeros((0, 2), dtype=np.int64)
-    k = min(k, n - 1)
-    s = _sketch(x, SKETCH_COORDS).astype(np.float32)
-    pairs = []
-    for start in range(0, n, block):
-        d = _sq_dists(s[start : start + block], s)
-        rows = np.arange(start, min(start + block, n))
-        d[np.arange(len(rows)), rows] = np.inf
-        nn = np.argpartition(d, k - 1, axis=1)[:, :k] if k < n - 1 else np.argsort(d, axis=1)[:, :k]
-        pairs.append(np.stack([np.repeat(rows, nn.shape[1]), nn.ravel()], axis=1))
-    p = np.concatenate(pairs)
-    p = np.sort(p, axis=1)
-    p = p[p[:, 0] != p[:, 1]]
-    return np.unique(p, axis=0)
 
 
 def sketch(rows: Iterable[np.ndarray], width: int, dims: int = SKETCH_DIMS) -> np.ndarray:
@@ -124,30 +92,28 @@ def ann_neighbours(sk: np.ndarray, k: int, ef: int = 128, links: int = 64) -> np
     return _hnsw_search(_hnsw(data, links, ef), data, np.arange(n), k, ef)
 
 
+def _exact_rows(sk: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` nearest other rows of ``sk`` for each row index in ``queries``, nearest
+    first (brute force)."""
+    d = _sq_dists(sk[queries], sk)
+    d[np.arange(len(queries)), queries] = np.inf
+    if k < sk.shape[0] - 1:
+        part = np.argpartition(d, k - 1, axis=1)[:, :k]
+    else:
+        part = np.argsort(d, axis=1)[:, :k]
+    order = np.argsort(np.take_along_axis(d, part, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1)
+
+
 def exact_neighbours(sk: np.ndarray, k: int, block: int = 1024) -> np.ndarray:
     """(n, k) indices of each row's ``k`` nearest other rows, by brute force."""
     n = sk.shape[0]
     k = min(k, n - 1)
-    out = np.zeros((n, max(k, 0)), dtype=np.int64)
     if k < 1:
-        return out
+        return np.zeros((n, max(k, 0)), dtype=np.int64)
     data = np.ascontiguousarray(sk, dtype=np.float32)
-    for start in range(0, n, block):
-        d = _sq_dists(data[start : start + block], data)
-        rows = np.arange(start, min(start + block, n))
-        d[np.arange(len(rows)), rows] = np.inf
-        part = np.argpartition(d, k - 1, axis=1)[:, :k] if k < n - 1 else np.argsort(d, axis=1)
-        part = part[:, :k]
-        order = np.argsort(np.take_along_axis(d, part, axis=1), axis=1, kind="stable")
-        out[start : start + len(rows)] = np.take_along_axis(part, order, axis=1)
-    return out
-
-
-def _exact_rows(sk: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    """The ``k`` nearest other rows of ``sk`` for each row index in ``queries``."""
-    d = _sq_dists(sk[queries], sk)
-    d[np.arange(len(queries)), queries] = np.inf
-    return np.argpartition(d, k - 1, axis=1)[:, :k]
+    blocks = [np.arange(start, min(start + block, n)) for start in range(0, n, block)]
+    return np.concatenate([_exact_rows(data, rows, k) for rows in blocks]).astype(np.int64)
 
 
 def _recall_sample(n: int, sample: int = 200) -> np.ndarray:

@@ -16,7 +16,6 @@ from heritage.lineage.evidence import (
 from heritage.lineage.neighbours import (
     all_pairs,
     ann_pairs,
-    candidate_pairs,
     pair_distances,
     sketch,
 )
@@ -135,27 +134,24 @@ def _family_walk(n: int, dims: int, seed: int) -> np.ndarray:
     return x / np.sqrt(dims)
 
 
-@pytest.mark.parametrize("n, dims", [(60, 300), (300, 9000)])
-def test_candidate_pairs_hold_the_true_nearest_neighbours(n, dims):
-    x = _family_walk(n, dims, seed=5)  # 9000 > the sketch's coordinates: searched on a sketch
-    k = 5
-    pairs = {tuple(p) for p in candidate_pairs(x, k)}
-    sq = (x * x).sum(axis=1)
-    full = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * x @ x.T, 0.0))
-    np.fill_diagonal(full, np.inf)
-    nearest = np.argsort(full, axis=1)[:, :k]
-    # every model's own nearest neighbour is a candidate, and almost all of its top k
-    assert all((min(i, j), max(i, j)) in pairs for i, j in enumerate(nearest[:, 0]))
-    hits = sum((min(i, j), max(i, j)) in pairs for i in range(n) for j in nearest[i])
-    assert hits / (n * k) >= 0.98
-    assert len(pairs) <= n * k  # sparse: n * k at most, never n^2
-
-
 def _exact_top(x: np.ndarray, k: int) -> np.ndarray:
     sq = (x * x).sum(axis=1)
     full = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * x @ x.T, 0.0))
     np.fill_diagonal(full, np.inf)
     return np.argsort(full, axis=1)[:, :k]
+
+
+@pytest.mark.parametrize("n, dims", [(60, 300), (300, 9000)])
+def test_candidate_pairs_hold_the_true_nearest_neighbours(n, dims):
+    x = _family_walk(n, dims, seed=5)  # searched on 256-d sketches, re-ranked exactly
+    k = 5
+    pairs = {tuple(p) for p in ann_pairs(sketch([x], x.shape[1]), x, k)[0]}
+    nearest = _exact_top(x, k)
+    # every model's own nearest neighbour is a candidate, and almost all of its top k
+    assert all((min(i, j), max(i, j)) in pairs for i, j in enumerate(nearest[:, 0]))
+    hits = sum((min(i, j), max(i, j)) in pairs for i in range(n) for j in nearest[i])
+    assert hits / (n * k) >= 0.98
+    assert len(pairs) <= n * k  # sparse: n * k at most, never n^2
 
 
 def test_ann_pairs_recall_the_exact_nearest_neighbours():
@@ -207,7 +203,7 @@ def test_pair_distances_match_direct_measurement_sparse_and_dense():
     d = pair_distances(x, np.array([[3, 7]]))
     assert d[0] == 0.0
     assert pair_distances(x, dense)[np.flatnonzero((dense == [3, 7]).all(axis=1))[0]] == 0.0
-    assert len(candidate_pairs(x[:1], 5)) == 0
+    assert len(ann_pairs(sketch([x[:1]], x.shape[1]), x[:1], 5)[0]) == 0
 
 
 def _mat_fp(values: np.ndarray, dtype: str = "F32") -> Fingerprint:
