@@ -375,13 +375,6 @@ def _frames(
     return models, edges_frame(graph), families_frame(graph)
 
 
-def relate(
-    models: pl.DataFrame, fps: pl.DataFrame, tensors: pl.DataFrame
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """Lineage for a run's tables: models with their family_id, then edges and families."""
-    return _frames(models, lineage_graph(models, fps, tensors), {})
-
-
 def _sorted(table: str, frame: pl.DataFrame) -> pl.DataFrame:
     keys = [k.split()[0] for k in ORDER_BY[table].split(",")]
     return frame.sort([k.strip() for k in keys], nulls_last=False) if frame.height else frame
