@@ -35,7 +35,7 @@ from heritage.lineage.mother import mother_both
 from heritage.lineage.types import Direction
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from shapes import shape_prints  # noqa: E402
+from shapes import edges_right, shape_prints  # noqa: E402
 from zoodata import ZooData, load_zoo  # noqa: E402
 
 HEADER = (
@@ -290,10 +290,7 @@ def run_shapes() -> None:
         t0 = time.perf_counter()
         g = recover_lineage(inputs, LineageSettings(use_times=False))
         secs = time.perf_counter() - t0
-        directed = sum(1 for u, v in g.edges if parent.get(v) == u) / len(parent)
-        undirected = sum(1 for u, v in g.edges if parent.get(v) == u or parent.get(u) == v) / len(
-            parent
-        )
+        directed, undirected = edges_right(g, parent)
         unsure = sum(1 for *_, d in g.edges(data=True) if d.get("direction") == Direction.UNCERTAIN)
         print(
             f"| {kind} | {n} | {directed:.3f} | {undirected:.3f} | {unsure} | {secs:.2f} |",

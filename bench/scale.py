@@ -56,16 +56,13 @@ def run_one(shape: str, n: int, queries: int) -> dict:
         sketch,
         sketch_neighbours,
     )
-    from shapes import shape_prints
+    from shapes import edges_right, shape_prints
 
     inputs, parent = shape_prints(shape, n)
     t0 = time.perf_counter()
     g = recover_lineage(inputs, LineageSettings(use_times=False))
     secs = time.perf_counter() - t0
-    directed = sum(1 for u, v in g.edges if parent.get(v) == u) / len(parent)
-    undirected = sum(1 for u, v in g.edges if parent.get(v) == u or parent.get(u) == v) / len(
-        parent
-    )
+    directed, undirected = edges_right(g, parent)
     out = {"shape": shape, "models": n, "seconds": secs, "directed": directed}
     out["undirected"] = undirected
     # one more model (a fine-tune of the first family's root) into the n-model lineage

@@ -11,12 +11,13 @@ minimum spanning tree recovers them exactly, so they check scale, not difficulty
 
 from __future__ import annotations
 
+import networkx as nx
 import numpy as np
 
 from heritage.fingerprint import Fingerprint, TensorPrint
 from heritage.lineage import ModelInput
 
-__all__ = ["SHAPES", "shape_prints"]
+__all__ = ["SHAPES", "edges_right", "shape_prints"]
 
 SHAPES = ("star", "forest", "chains")
 
@@ -64,3 +65,10 @@ def shape_prints(kind: str, n: int, seed: int = 0) -> tuple[list[ModelInput], di
         for name, ws in weights.items()
     ]
     return inputs, parent
+
+
+def edges_right(graph: nx.DiGraph, parent: dict[str, str]) -> tuple[float, float]:
+    """Shares of the true edges recovered as directed, and either way round."""
+    directed = sum(1 for u, v in graph.edges if parent.get(v) == u)
+    either = sum(1 for u, v in graph.edges if parent.get(v) == u or parent.get(u) == v)
+    return directed / len(parent), either / len(parent)
