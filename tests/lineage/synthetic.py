@@ -63,3 +63,22 @@ def average(
     a: dict[str, np.ndarray], b: dict[str, np.ndarray], alpha: float
 ) -> dict[str, np.ndarray]:
     return {n: (alpha * a[n] + (1 - alpha) * b[n]).astype(np.float32) for n in a}
+
+
+def forest(
+    families: int, size: int, seed: int, root_seed: int, stride: int
+) -> dict[str, dict[str, np.ndarray]]:
+    """Random recursive trees: family f is ``root(root_seed + f)`` and ``size - 1``
+    fine-tunes of random earlier members, named ``f{f}-root`` and ``f{f}-mNN``; member i
+    of family f is ``finetune(..., 10 * root_seed + stride * f + i)``."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for f in range(families):
+        names = [f"f{f}-root"]
+        out[names[0]] = root(root_seed + f)
+        for i in range(size - 1):
+            name = f"f{f}-m{i:02d}"
+            parent = out[names[int(rng.integers(len(names)))]]
+            out[name] = finetune(parent, 10 * root_seed + stride * f + i)
+            names.append(name)
+    return out

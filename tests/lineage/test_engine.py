@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from heritage.lineage import LineageSettings, ModelInput, recover_lineage
 from heritage.lineage.direction import Scorer
 from heritage.lineage.types import Direction, Relation
-from tests.lineage.synthetic import average, bf16, finetune, int8, make, root
+from tests.lineage.synthetic import average, bf16, finetune, forest, int8, make, root
 
 
 def _weights() -> dict[str, dict[str, np.ndarray]]:
@@ -283,24 +283,11 @@ def test_ties_and_dare_merges_are_found_by_their_exact_entries():
     assert tree == {frozenset(("base", f)) for f in ("f1", "f2", "f3")}
 
 
-def _forest(families: int, size: int, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
-    rng = np.random.default_rng(seed)
-    out: dict[str, dict[str, np.ndarray]] = {}
-    for f in range(families):
-        names = [f"f{f}-root"]
-        out[names[0]] = root(700 + f)
-        for i in range(size - 1):
-            name = f"f{f}-m{i:03d}"
-            out[name] = finetune(out[names[int(rng.integers(len(names)))]], 7000 + 100 * f + i)
-            names.append(name)
-    return out
-
-
 def test_a_large_group_takes_the_sparse_path_and_finds_the_same_tree():
     """Above ``dense_limit`` models, neighbours come from the ANN index over sketches
     and each family is planned on its own evidence: same families and tree edges as
     measuring every pair, and still independent of names and input order."""
-    w = _forest(3, 40)
+    w = forest(3, 40, seed=0, root_seed=700, stride=100)
     inputs = [ModelInput(k, make(v)) for k, v in w.items()]
     dense = recover_lineage(inputs, LineageSettings(use_times=False))
     # 50: families measured pair by pair; 20: families of 40 measured on their ANN pairs

@@ -7,20 +7,11 @@ import numpy as np
 from heritage.lineage import LineageSettings, ModelInput, recover_lineage
 from heritage.lineage.incremental import find_touched, kin_of, update_lineage
 
-from .synthetic import finetune, make, root
+from .synthetic import finetune, forest, make, root
 
 
 def _forest(families: int = 3, size: int = 12) -> dict[str, dict[str, np.ndarray]]:
-    rng = np.random.default_rng(11)
-    out: dict[str, dict[str, np.ndarray]] = {}
-    for f in range(families):
-        names = [f"f{f}-root"]
-        out[names[0]] = root(900 + f)
-        for i in range(size - 1):
-            name = f"f{f}-m{i:02d}"
-            out[name] = finetune(out[names[int(rng.integers(len(names)))]], 9000 + 50 * f + i)
-            names.append(name)
-    return out
+    return forest(families, size, seed=11, root_seed=900, stride=50)
 
 
 SETTINGS = LineageSettings(use_times=False)
