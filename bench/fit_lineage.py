@@ -12,10 +12,23 @@ zoos (seeds 100-119, the real-weights test split) are for bench/lineage.py alone
 2. The root model: a logistic regression without intercept on feature differences
    (true root minus each other node, weighted so every family counts once), i.e. a
    pairwise ranking fit of the log-linear posterior over roots.
-3. Calibration, leave-one-zoo-out: each zoo's edges are oriented by weights fitted on the
-   other zoos, and isotonic regressions map an edge's direction probability to the share
-   of such edges right as directed (its confidence), and right in direction among edges
-   right either way round (which marks edges "uncertain" below ``UNCERTAIN_BELOW``).
+3. The parent model (heritage.lineage.parents): boosted trees (scikit-learn's
+   HistGradientBoostingClassifier) over every candidate pair of the weights-only trees,
+   rooted at the true root, labelled by whether the candidate is the true parent; shipped
+   as plain arrays. Synthetic families (``synthetic_examples``: large random trees and
+   stars, with and without a drift their children share) join the zoos' trees here, as
+   the zoos have no family above about 40 members. The sibling test (for families above ``PARENT_MODEL_MAX``) is fitted
+   too.
+4. Calibration, leave-one-zoo-out: each zoo's edges are oriented by models fitted on the
+   other zoos. A logistic regression per regime (families with and without creation
+   times) maps an edge's features (``EDGE_FEATURES``: direction probability, the pair
+   model's support for its parent, the family's size) to the share of such edges right
+   as directed, and a recalibration of its log-odds (quadratic, fitted on each zoo's
+   log-odds from a regression that never saw that zoo) corrects how they transfer to
+   new zoos: the edge's confidence. Its reliability is printed per decile, each zoo's
+   confidences from models fitted on the other zoos. An isotonic regression maps the
+   direction probability to the share right in direction among edges right either way
+   round, which marks edges "uncertain" below ``UNCERTAIN_BELOW``.
 """
 
 from __future__ import annotations
@@ -25,16 +38,30 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
+from heritage.fingerprint import Fingerprint, TensorPrint, tensor_stats
 from heritage.lineage import LineageSettings, ModelInput, recover_lineage
-from heritage.lineage.direction import FEATURES, FamilyTree, Scorer, orient, root_features
+from heritage.lineage.direction import (
+    EDGE_FEATURES,
+    FEATURES,
+    EdgeModel,
+    FamilyTree,
+    Scorer,
+    edge_features,
+    orient,
+    root_features,
+    skeleton_parents,
+)
 from heritage.lineage.engine import plan_lineage
-from heritage.lineage.metrics import duplicate_classes
+from heritage.lineage.metrics import duplicate_classes, reliability
+from heritage.lineage.parents import BoostedTrees, candidate_pairs, pair_features
 from heritage.lineage.tree import REGRAFT_FEATURES, SiblingTest, regraft_features
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -53,6 +80,8 @@ class Example:
     root: int  # local index of the true root
     true_edges: set[tuple[str, str]]  # (parent class, child class)
     classes: list[str]  # class of each tree node
+    with_times: bool
+    dist: np.ndarray  # (n, n) distances between the tree's nodes
 
 
 def examples(zoo: ZooData, with_times: bool) -> tuple[list[Example], int]:
@@ -80,7 +109,19 @@ def examples(zoo: ZooData, with_times: bool) -> tuple[list[Example], int]:
         if len(roots) != 1:
             skipped += 1
             continue
-        out.append(Example(zoo.label, tree, root_features(tree), roots[0], true_edges, classes))
+        dist = np.array([[tree.dist(a, b) for b in range(tree.n)] for a in range(tree.n)])
+        out.append(
+            Example(
+                zoo.label,
+                tree,
+                root_features(tree),
+                roots[0],
+                true_edges,
+                classes,
+                with_times,
+                dist,
+            )
+        )
     return out, skipped
 
 
@@ -100,9 +141,125 @@ def fit_coef(train: list[Example], c: float = 1.0) -> np.ndarray:
     return model.coef_[0]
 
 
-def scorer_with(coef: np.ndarray, test: SiblingTest | None = None) -> Scorer:
+def scorer_with(
+    coef: np.ndarray, test: SiblingTest | None = None, parents: dict | None = None
+) -> Scorer:
     empty = (np.zeros(0), np.zeros(0))
-    return Scorer(coef, empty, empty, 0.0, "", test)
+    model = BoostedTrees.from_dict(parents) if parents else None
+    return Scorer(coef, {}, empty, 0.0, "", test, {}, model)
+
+
+def synthetic_examples(seed: int, families: int = 12) -> list[Example]:
+    """Families the zoos lack, for the parent model only: random recursive trees and
+    stars of 10-150 members whose children share a drift of 0-3 times their own step
+    (0: a plain minimum spanning tree recovers them exactly). Each step is
+    ``w' = 1.01 w + drift + noise`` over 6 matrices of 16 sampled rows x 64 columns."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for f in range(families):
+        size = int(rng.integers(10, 151))
+        star = rng.random() < 0.3
+        drift_ratio = float(rng.choice([0.0, 0.0, 0.5, 1.0, 2.0, 3.0]))
+        noise = float(rng.choice([0.002, 0.005, 0.01]))
+        weights = [[rng.standard_normal((16, 64)) * 0.1 for _ in range(6)]]
+        drifts: dict[int, list[np.ndarray]] = {}
+        parent = [-1]
+        for i in range(1, size):
+            p = 0 if star else int(rng.integers(i))
+            if p not in drifts:  # the drift a parent's children share
+                drifts[p] = [rng.normal(0, noise * drift_ratio, (16, 64)) for _ in range(6)]
+            weights.append(
+                [
+                    1.01 * w + d + rng.normal(0, noise, w.shape)
+                    for w, d in zip(weights[p], drifts[p], strict=True)
+                ]
+            )
+            parent.append(p)
+        ids = [f"s{seed}-{f}-{i}" for i in range(size)]
+        rows = np.arange(16)
+        inputs = [
+            ModelInput(
+                ids[i],
+                Fingerprint(
+                    {
+                        f"layers.{j}.w": TensorPrint(
+                            f"layers.{j}.w",
+                            "F32",
+                            (256, 256),
+                            rows,
+                            (0, 64),
+                            w.astype(np.float32),
+                            tensor_stats(w),
+                        )
+                        for j, w in enumerate(weights[i])
+                    }
+                ),
+            )
+            for i in range(size)
+        ]
+        true_edges = {(ids[parent[i]], ids[i]) for i in range(1, size)}
+        for plan in plan_lineage(inputs, LineageSettings(use_times=False)):
+            tree = plan.tree
+            if tree.n < 3 or ids[0] not in tree.ids:
+                continue
+            dist = np.array([[tree.dist(a, b) for b in range(tree.n)] for a in range(tree.n)])
+            out.append(
+                Example(
+                    f"synthetic-{seed}",
+                    tree,
+                    root_features(tree),
+                    tree.ids.index(ids[0]),
+                    true_edges,
+                    list(tree.ids),
+                    False,
+                    dist,
+                )
+            )
+    return out
+
+
+def fit_parent_model(exs: list[Example]) -> dict | None:
+    """Boosted trees over the candidate pairs of the weights-only trees, rooted at the
+    true root: is the candidate the child's true parent? Returned as plain arrays."""
+    rows, labels = [], []
+    for ex in exs:
+        if ex.with_times or ex.tree.n < 2:
+            continue
+        step = float(np.median([d for *_, d in ex.tree.edges]))
+        par, chi = candidate_pairs(ex.dist, ex.root)
+        skeleton = skeleton_parents(ex.tree, ex.root)
+        rows.append(
+            pair_features(ex.dist, ex.root, ex.tree.stats, ex.tree.kinds, step, skeleton, par, chi)
+        )
+        labels += [
+            (ex.classes[u], ex.classes[v]) in ex.true_edges
+            for u, v in zip(par.tolist(), chi.tolist(), strict=True)
+        ]
+    y = np.array(labels, dtype=int)
+    if not rows or len(set(labels)) < 2:
+        return None
+    x = np.concatenate(rows)
+    model = HistGradientBoostingClassifier(
+        max_depth=4, max_iter=150, learning_rate=0.05, min_samples_leaf=20, random_state=0
+    ).fit(x, y)
+    trees = []
+    for (pred,) in model._predictors:
+        nodes = pred.nodes
+        trees.append(
+            {
+                "feature": nodes["feature_idx"].tolist(),
+                "threshold": nodes["num_threshold"].tolist(),
+                "left": nodes["left"].tolist(),
+                "right": nodes["right"].tolist(),
+                "leaf": nodes["is_leaf"].astype(bool).tolist(),
+                "value": nodes["value"].tolist(),
+            }
+        )
+    out = {"baseline": float(model._baseline_prediction.ravel()[0]), "trees": trees}
+    # the shipped arrays must give scikit-learn's own log-odds
+    mine = BoostedTrees.from_dict(out).log_odds(x[:500])
+    assert np.allclose(mine, model.decision_function(x[:500]), atol=1e-6)
+    return out
 
 
 def regraft_examples(exs: list[Example], coef: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -141,16 +298,71 @@ def fit_sibling_test(exs: list[Example], coef: np.ndarray) -> SiblingTest | None
     )
 
 
+class Outcome(NamedTuple):
+    zoo: str
+    with_times: bool
+    features: np.ndarray  # EDGE_FEATURES
+    probability: float  # direction probability
+    right: bool  # right as directed
+    either: bool  # right either way round
+
+
 def edge_outcomes(
-    exs: list[Example], coef: np.ndarray, test: SiblingTest | None
-) -> list[tuple[float, bool, bool]]:
-    """(direction probability, right as directed, right either way) per tree edge."""
+    exs: list[Example], coef: np.ndarray, test: SiblingTest | None, parents: dict | None
+) -> list[Outcome]:
+    """Every tree edge of ``exs`` oriented by these models, and whether it is right."""
     out = []
+    scorer = scorer_with(coef, test, parents)
     for ex in exs:
-        res = orient(ex.tree, scorer_with(coef, test))
+        res = orient(ex.tree, scorer)
         for e in res.edges:
             p, c = ex.classes[e.parent], ex.classes[e.child]
-            out.append((e.probability, (p, c) in ex.true_edges, (c, p) in ex.true_edges))
+            right, back = (p, c) in ex.true_edges, (c, p) in ex.true_edges
+            feats = edge_features(e, ex.tree.n)
+            out.append(Outcome(ex.zoo, ex.with_times, feats, e.probability, right, right or back))
+    return out
+
+
+def _logistic(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    model = LogisticRegression(C=1.0, max_iter=5000).fit(x, y)
+    return np.r_[model.intercept_, model.coef_[0]]
+
+
+def _log_odds(outcomes: list[Outcome], coef: np.ndarray) -> np.ndarray:
+    return np.array([coef[0] + o.features @ coef[1:] for o in outcomes])
+
+
+def fit_edge_model(outcomes: list[Outcome]) -> dict:
+    """Logistic regression of right-as-directed on EDGE_FEATURES, then a recalibration
+    of its log-odds z, sigmoid(a + b z + c z^2), fitted on each zoo's z from a
+    regression fitted on the other zoos (so it measures how the log-odds transfer)."""
+    x = np.array([o.features for o in outcomes])
+    y = np.array([o.right for o in outcomes], dtype=int)
+    zoos = np.array([o.zoo for o in outcomes])
+    held = np.zeros(len(outcomes))
+    for zoo in sorted(set(zoos.tolist())):
+        rest = zoos != zoo
+        coef = (
+            _logistic(x[rest], y[rest])
+            if len(set(y[rest].tolist())) > 1
+            else np.zeros(len(EDGE_FEATURES) + 1)
+        )
+        held[~rest] = _log_odds([o for o, r in zip(outcomes, rest, strict=True) if not r], coef)
+    recal = _logistic(np.c_[held, held**2], y) if len(set(y.tolist())) > 1 else np.zeros(3)
+    return {
+        "coef": [round(float(v), 6) for v in _logistic(x, y)],
+        "recalibration": [round(float(v), 6) for v in recal],
+        "z_range": [round(float(held.min()), 4), round(float(held.max()), 4)],
+    }
+
+
+def edge_reliability(outcomes: list[Outcome]) -> list[tuple[float, bool]]:
+    """(stated, right) per edge, each zoo's confidences from an edge model fitted on the
+    other zoos' outcomes: how the shipped confidences fare on a zoo they never saw."""
+    out = []
+    for zoo in sorted({o.zoo for o in outcomes}):
+        model = EdgeModel.from_dict(fit_edge_model([o for o in outcomes if o.zoo != zoo]))
+        out += [(model.confidence(o.features), o.right) for o in outcomes if o.zoo == zoo]
     return out
 
 
@@ -195,6 +407,12 @@ def main() -> None:
     parser.add_argument("--zoo", type=Path, nargs="+", required=True, help="development zoos")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--c", type=float, default=1.0, help="inverse L2 strength")
+    parser.add_argument(
+        "--synthetic",
+        type=int,
+        default=4,
+        help="sets of synthetic families (seeds 1000, 1001, ...) for the parent model",
+    )
     args = parser.parse_args()
     exs: list[Example] = []
     labels = []
@@ -209,29 +427,44 @@ def main() -> None:
     print("coefficients:", {f: round(float(v), 3) for f, v in zip(FEATURES, coef, strict=True)})
     test = fit_sibling_test(exs, coef)
     print("sibling test:", test)
+    synth = [e for k in range(args.synthetic) for e in synthetic_examples(1000 + k)]
+    print(f"synthetic: {len(synth)} families for the parent model")
+    parents = fit_parent_model(exs + synth)
+    print("parent model:", len(parents["trees"]) if parents else 0, "trees")
     # leave-one-zoo-out outcomes for calibration and an honest root accuracy
-    outcomes: list[tuple[float, bool, bool]] = []
+    outcomes: list[Outcome] = []
     root_hits = []
     for label in sorted(set(labels)):
         held = [e for e in exs if e.zoo == label]
         rest = [e for e in exs if e.zoo != label] or held
         c = fit_coef(rest, args.c)
-        outcomes += edge_outcomes(held, c, fit_sibling_test(rest, c))
+        outcomes += edge_outcomes(
+            held, c, fit_sibling_test(rest, c), fit_parent_model(rest + synth)
+        )
         for ex in held:
             root_hits.append(orient(ex.tree, scorer_with(c)).root == ex.root)
-    prob = np.array([o[0] for o in outcomes])
-    right = np.array([o[1] for o in outcomes], float)
-    either = np.array([o[1] or o[2] for o in outcomes])
+    prob = np.array([o.probability for o in outcomes])
+    right = np.array([o.right for o in outcomes], float)
+    either = np.array([o.either for o in outcomes])
     print(
         f"leave-one-zoo-out: root accuracy {np.mean(root_hits):.3f} over {len(root_hits)} trees;"
         f" tree edges {len(prob)}, right as directed {right.mean():.3f}, either way {either.mean():.3f}"
     )
+    edge_models = {}
+    for key, timed in (("weights_only", False), ("with_times", True)):
+        part = [o for o in outcomes if o.with_times == timed]
+        edge_models[key] = fit_edge_model(part)
+        print(
+            f"reliability of tree edges, {key}, leave-one-zoo-out: decile | edges | stated | right"
+        )
+        for lo, hi, n, stated, share in reliability(edge_reliability(part)):
+            flag = "" if n < 20 or abs(stated - share) <= 0.05 else "  <-- off by more than 0.05"
+            print(f"  [{lo:.1f}, {hi:.1f}) | {n:5d} | {stated:.3f} | {share:.3f}{flag}")
     relation_maps = fit_relation_maps(args.zoo)
-    edge_map = isotonic(prob, right)
     direction_map = isotonic(prob[either], right[either])
     doc = {
         "fitted_on": ", ".join(labels),
-        "how": "bench/fit_lineage.py: pairwise logistic root model; leave-one-zoo-out isotonic maps",
+        "how": "bench/fit_lineage.py: pairwise logistic root model; boosted-tree parent model; leave-one-zoo-out isotonic maps",
         "coef": {f: round(float(v), 6) for f, v in zip(FEATURES, coef, strict=True)},
         "sibling_test": None
         if test is None
@@ -243,12 +476,24 @@ def main() -> None:
             "right": list(test.right),
             "value": list(test.value),
         },
-        "edge_map": edge_map,
+        "parent_model": parents,
+        "edge_features": list(EDGE_FEATURES),
+        "edge_models": edge_models,
         "direction_map": direction_map,
         "uncertain_below": UNCERTAIN_BELOW,
         "relation_maps": relation_maps,
     }
-    args.out.write_text(json.dumps(doc, indent=1) + "\n")
+    # the parent model's arrays one line per tree, the rest one value per line
+    trees = doc.pop("parent_model")
+    text = json.dumps(doc, indent=1)
+    if trees is not None:
+        lines = ",\n".join("  " + json.dumps(t, separators=(",", ":")) for t in trees["trees"])
+        model = (
+            f'{{\n  "baseline": {json.dumps(trees["baseline"])},\n  "trees": [\n{lines}\n  ]\n }}'
+        )
+        text = text[:-2] + f',\n "parent_model": {model}\n}}'
+    json.loads(text)  # still one valid document
+    args.out.write_text(text + "\n")
     print(f"wrote {args.out}")
 
 

@@ -31,20 +31,33 @@ from typing import NamedTuple
 import numpy as np
 
 from heritage.fingerprint import Fingerprint
+from heritage.lineage.parents import BoostedTrees, choose_parents, pair_features
 from heritage.lineage.tree import SiblingTest, TreeEdge, regraft
 
 __all__ = [
+    "EDGE_FEATURES",
     "FEATURES",
+    "EdgeModel",
+    "PARENT_MODEL_MAX",
     "FamilyTree",
     "OrientedEdge",
     "Orientation",
+    "Parents",
     "Scorer",
+    "edge_confidence",
+    "edge_features",
     "load_scorer",
     "orient",
+    "parents_from_root",
     "progress_stats",
     "root_features",
+    "skeleton_parents",
 ]
 
+# families up to this size choose parents with the fitted pair model over all their
+# candidate pairs (heritage.lineage.parents); larger ones keep the spanning tree and
+# the sibling test, whose cost is linear in the family's size
+PARENT_MODEL_MAX = 256
 STATS = ("rms", "kurtosis", "spread", "top_sv", "entropy", "rownorm_cv")
 FEATURES = (
     "consistency",
@@ -214,13 +227,42 @@ def root_features(tree: FamilyTree) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class EdgeModel:
+    """An edge's confidence from ``EDGE_FEATURES``: a logistic regression (``coef``,
+    intercept first), then a recalibration of its log-odds z measured on development
+    zoos it was not fitted on: sigmoid(a + b z + c z^2), z clipped to the range seen."""
+
+    coef: np.ndarray
+    recalibration: np.ndarray  # (a, b, c)
+    z_range: tuple[float, float]
+
+    def confidence(self, features: np.ndarray) -> float:
+        z = float(self.coef[0] + features @ self.coef[1:])
+        z = min(max(z, self.z_range[0]), self.z_range[1])
+        a, b, c = self.recalibration
+        return float(1.0 / (1.0 + np.exp(-(a + b * z + c * z * z))))
+
+    @staticmethod
+    def from_dict(d: dict) -> EdgeModel:
+        lo, hi = d["z_range"]
+        return EdgeModel(
+            np.asarray(d["coef"], dtype=np.float64),
+            np.asarray(d["recalibration"], dtype=np.float64),
+            (float(lo), float(hi)),
+        )
+
+
+@dataclass(frozen=True)
 class Scorer:
     """Fitted weights of the root model and the confidence maps (see ``scorer.json``)."""
 
     coef: np.ndarray  # one weight per FEATURES entry
-    # isotonic maps, as (x thresholds, y values), from an edge's direction probability to
-    # the measured share of such edges that are right as directed / right either way round
-    edge_map: tuple[np.ndarray, np.ndarray]
+    # an edge's confidence, one model for families whose members carry creation times
+    # ("with_times"), one for families without ("weights_only"); empty: the direction
+    # probability stands
+    edge_models: dict[str, EdgeModel]
+    # isotonic map, as (x thresholds, y values), from an edge's direction probability to
+    # the measured share of such edges right in direction among edges right either way
     direction_map: tuple[np.ndarray, np.ndarray]
     uncertain_below: float  # direction accuracy below which an edge is "uncertain"
     fitted_on: str
@@ -230,15 +272,18 @@ class Scorer:
     # isotonic maps from the engine's own confidence of a duplicate, quantized or merge
     # edge (from its fit) to the share of such edges right on development zoos
     relation_maps: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    # the pair model choosing each member's parent once the root is known
+    # (heritage.lineage.parents); None: the spanning tree and the sibling test decide
+    parent_model: BoostedTrees | None = None
 
     @staticmethod
     def from_dict(d: dict) -> Scorer:
         coef = np.array([d["coef"].get(f, 0.0) for f in FEATURES])
-        em, dm = d["edge_map"], d["direction_map"]
+        dm = d["direction_map"]
         rg = d.get("sibling_test")
         return Scorer(
             coef,
-            (np.asarray(em["x"]), np.asarray(em["y"])),
+            {k: EdgeModel.from_dict(v) for k, v in (d.get("edge_models") or {}).items()},
             (np.asarray(dm["x"]), np.asarray(dm["y"])),
             float(d["uncertain_below"]),
             d.get("fitted_on", ""),
@@ -247,6 +292,7 @@ class Scorer:
                 r: (np.asarray(m["x"]), np.asarray(m["y"]))
                 for r, m in (d.get("relation_maps") or {}).items()
             },
+            BoostedTrees.from_dict(d["parent_model"]) if d.get("parent_model") else None,
         )
 
 
@@ -262,6 +308,9 @@ class OrientedEdge(NamedTuple):
     child: int
     distance: float
     probability: float  # posterior mass of the root on the parent's side
+    # the pair model's log-odds that the parent is right (given the root); nan where
+    # the family has no pair model (two members, or above PARENT_MODEL_MAX)
+    support: float = float("nan")
 
 
 class Orientation(NamedTuple):
@@ -277,26 +326,100 @@ def root_posterior(features: np.ndarray, coef: np.ndarray) -> np.ndarray:
     return p / p.sum()
 
 
+def skeleton_parents(tree: FamilyTree, root: int) -> np.ndarray:
+    """Each member's parent in the spanning tree read from ``root`` (-1 for the root)."""
+    return _root_at(tree.n, tree.edges, root).parent
+
+
+class Parents(NamedTuple):
+    parent: dict[int, int]  # child -> parent, local indices
+    # child -> the pair model's log-odds that its parent is right; nan where the family
+    # has no pair model
+    support: dict[int, float]
+
+
+def parents_from_root(tree: FamilyTree, root: int, scorer: Scorer) -> Parents:
+    """Every member's parent once the root is chosen.
+
+    Families up to ``PARENT_MODEL_MAX`` members: the fitted pair model's maximum
+    spanning arborescence (``heritage.lineage.parents``); larger ones: the spanning tree
+    read from the root. Then the sibling test folds chains of siblings left in the tree
+    back into fans (the pair model, fitted on the zoos' milder drifts, can still chain a
+    strongly drifted star).
+    """
+    n = tree.n
+    rooted = _root_at(n, tree.edges, root)
+    model = scorer.parent_model
+    if model is None or not 2 < n <= PARENT_MODEL_MAX:
+        order = [int(v) for v in rooted.order]
+        skeleton = {v: int(rooted.parent[v]) for v in order[1:]}
+        parent = regraft(order, skeleton, tree.dist, scorer.sibling_test)
+        return Parents(parent, dict.fromkeys(parent, float("nan")))
+    dist = np.array([[tree.dist(a, b) for b in range(n)] for a in range(n)])
+    step = float(np.median([d for *_, d in tree.edges]))
+    args = (dist, root, tree.stats, tree.kinds, step, rooted.parent)
+    choice = choose_parents(*args, model)
+    chosen = _root_at(n, [TreeEdge(p, v, 0.0) for v, p in choice.parent.items()], root)
+    order = [int(v) for v in chosen.order]
+    parent = regraft(
+        order, {v: int(chosen.parent[v]) for v in order[1:]}, tree.dist, scorer.sibling_test
+    )
+    # regrafted edges may not have been candidates: score them now
+    extra = sorted((p, v) for v, p in parent.items() if (p, v) not in choice.log_odds)
+    scores = dict(choice.log_odds)
+    if extra:
+        pa, ch = (np.array(x, dtype=np.int64) for x in zip(*extra, strict=True))
+        scores.update(
+            zip(extra, model.log_odds(pair_features(*args, pa, ch)).tolist(), strict=True)
+        )
+    return Parents(parent, {v: scores[(p, v)] for v, p in parent.items()})
+
+
 def orient(tree: FamilyTree, scorer: Scorer) -> Orientation:
-    """The likeliest root (ties to the first in content order) and every edge from it."""
+    """The likeliest root (ties to the first in content order), every member's parent,
+    and each edge's probability: the posterior mass of the root on the parent's side."""
     n = tree.n
     if n == 1:
         return Orientation(0, 1.0, [])
     post = root_posterior(root_features(tree), scorer.coef)
     root = int(np.argmax(post))
-    rooted = _root_at(n, tree.edges, root)
+    parent, support = parents_from_root(tree, root, scorer)
+    final = _root_at(n, [TreeEdge(p, v, 0.0) for v, p in parent.items()], root)
     below = post.copy()
-    for v in rooted.order[::-1][:-1]:
-        below[rooted.parent[v]] += below[v]
-    order = [int(v) for v in rooted.order]
-    parent = regraft(
-        order,
-        {v: int(rooted.parent[v]) for v in order[1:]},
-        tree.dist,
-        scorer.sibling_test,
-    )
-    edges = [OrientedEdge(p, v, tree.dist(p, v), float(1.0 - below[v])) for v, p in parent.items()]
+    for v in final.order[::-1][:-1]:
+        below[final.parent[v]] += below[v]
+    edges = [
+        OrientedEdge(p, v, tree.dist(p, v), float(1.0 - below[v]), support[v])
+        for v, p in parent.items()
+    ]
     return Orientation(root, float(post[root]), sorted(edges))
+
+
+EDGE_FEATURES = ("direction_logit", "support", "has_support", "two_members", "log_members")
+
+
+def edge_features(edge: OrientedEdge, members: int) -> np.ndarray:
+    """What an edge's confidence is fitted on: how sure the root posterior is of its
+    direction, how sure the pair model is of its parent, and the family's size."""
+    p = min(max(edge.probability, 1e-4), 1 - 1e-4)
+    has = not np.isnan(edge.support)
+    return np.array(
+        [
+            np.log(p / (1 - p)),
+            edge.support if has else 0.0,
+            float(has),
+            float(members == 2),
+            np.log(members),
+        ]
+    )
+
+
+def edge_confidence(edge: OrientedEdge, members: int, timed: bool, scorer: Scorer) -> float:
+    """The share of development edges like this one that were right as directed."""
+    model = scorer.edge_models.get("with_times" if timed else "weights_only")
+    if model is None:
+        return edge.probability
+    return model.confidence(edge_features(edge, members))
 
 
 def calibrate(probability: float, mapping: tuple[np.ndarray, np.ndarray]) -> float:

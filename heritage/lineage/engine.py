@@ -8,10 +8,13 @@ one module each:
 3. ``merges``: a model that is an affine combination of two or three others;
 4. ``tree``: the remaining models' minimum spanning tree (undirected);
 5. ``direction``: a posterior over the tree's root from features whose weights were
-   fitted on development zoos; each edge's confidence is the posterior mass on its
-   parent's side, calibrated on development zoos, and an edge the weights cannot orient
+   fitted on development zoos;
+6. ``parents``: with the root chosen, each member's parent from a fitted pair model
+   (maximum spanning arborescence), then the sibling test; each edge's confidence is
+   fitted on development zoos from its direction probability (the posterior mass on its
+   parent's side) and the pair model's support, and an edge the weights cannot orient
    is marked ``uncertain``;
-6. ``adapters``: a tree edge whose change is low-rank is an adapter, not a fine-tune.
+7. ``adapters``: a tree edge whose change is low-rank is an adapter, not a fine-tune.
 
 Names never decide: models are processed in the order of their content (a hash of the
 sampled weights), and ties fall to content order too.
@@ -33,6 +36,7 @@ from heritage.lineage.direction import (
     FamilyTree,
     Scorer,
     calibrate,
+    edge_confidence,
     load_scorer,
     orient,
     progress_stats,
@@ -71,7 +75,7 @@ __all__ = [
     "recover_lineage",
 ]
 
-METHOD = "heritage-lineage/6"
+METHOD = "heritage-lineage/7"
 UNCERTAIN_CAP = 0.6  # an edge whose direction the weights cannot tell is stated at most this
 
 
@@ -371,10 +375,11 @@ def family_lineage(
             data["confidence"] = round(calibrate(data["confidence"], mapping), 4)
     tree = plan.tree
     result = orient(tree, scorer)
+    timed = int(np.isfinite(tree.times).sum()) >= 2
     graph.nodes[tree.ids[result.root]]["root_confidence"] = round(result.root_probability, 4)
     for e in result.edges:
         parent, child = tree.ids[e.parent], tree.ids[e.child]
-        conf = calibrate(e.probability, scorer.edge_map)
+        conf = edge_confidence(e, tree.n, timed, scorer)
         direction = Direction.INFERRED
         if calibrate(e.probability, scorer.direction_map) < scorer.uncertain_below:
             direction = Direction.UNCERTAIN

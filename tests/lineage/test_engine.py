@@ -61,7 +61,6 @@ def zoo():
 GROWTH = Scorer.from_dict(
     {
         "coef": {"sign_rms": 8.0, "consistency": 1.0, "log_degree": 1.0},
-        "edge_map": {"x": [], "y": []},
         "direction_map": {"x": [0.0, 1.0], "y": [0.0, 1.0]},
         "uncertain_below": 0.75,
     }
