@@ -28,7 +28,8 @@ zoos (seeds 100-119, the real-weights test split) are for bench/lineage.py alone
    new zoos: the edge's confidence. Its reliability is printed per decile, each zoo's
    confidences from models fitted on the other zoos. An isotonic regression maps the
    direction probability to the share right in direction among edges right either way
-   round, which marks edges "uncertain" below ``UNCERTAIN_BELOW``.
+   round, which marks edges "uncertain" below ``UNCERTAIN_BELOW``; a second one, for
+   two-member families alone, marks a pair "uncertain" below ``PAIR_CERTAIN``.
 """
 
 from __future__ import annotations
@@ -461,7 +462,9 @@ def main() -> None:
             flag = "" if n < 20 or abs(stated - share) <= 0.05 else "  <-- off by more than 0.05"
             print(f"  [{lo:.1f}, {hi:.1f}) | {n:5d} | {stated:.3f} | {share:.3f}{flag}")
     relation_maps = fit_relation_maps(args.zoo)
-    direction_map = isotonic(prob[either], right[either])
+    pair = np.array([o.features[EDGE_FEATURES.index("two_members")] == 1.0 for o in outcomes])
+    direction_map = isotonic(prob[either & ~pair], right[either & ~pair])
+    pair_direction_map = isotonic(prob[pair], right[pair])
     doc = {
         "fitted_on": ", ".join(labels),
         "how": "bench/fit_lineage.py: pairwise logistic root model; boosted-tree parent model; leave-one-zoo-out isotonic maps",
@@ -480,6 +483,7 @@ def main() -> None:
         "edge_features": list(EDGE_FEATURES),
         "edge_models": edge_models,
         "direction_map": direction_map,
+        "pair_direction_map": pair_direction_map,
         "uncertain_below": UNCERTAIN_BELOW,
         "relation_maps": relation_maps,
     }

@@ -39,11 +39,13 @@ __all__ = [
     "FEATURES",
     "EdgeModel",
     "PARENT_MODEL_MAX",
+    "PAIR_CERTAIN",
     "FamilyTree",
     "OrientedEdge",
     "Orientation",
     "Parents",
     "Scorer",
+    "direction_uncertain",
     "edge_confidence",
     "edge_features",
     "load_scorer",
@@ -275,6 +277,9 @@ class Scorer:
     # the pair model choosing each member's parent once the root is known
     # (heritage.lineage.parents); None: the spanning tree and the sibling test decide
     parent_model: BoostedTrees | None = None
+    # isotonic map of a two-member family's direction probability to the share of
+    # development pairs directed right; None: the families' map serves pairs too
+    pair_direction_map: tuple[np.ndarray, np.ndarray] | None = None
 
     @staticmethod
     def from_dict(d: dict) -> Scorer:
@@ -293,6 +298,11 @@ class Scorer:
                 for r, m in (d.get("relation_maps") or {}).items()
             },
             BoostedTrees.from_dict(d["parent_model"]) if d.get("parent_model") else None,
+            (
+                (np.asarray(d["pair_direction_map"]["x"]), np.asarray(d["pair_direction_map"]["y"]))
+                if d.get("pair_direction_map")
+                else None
+            ),
         )
 
 
@@ -420,6 +430,20 @@ def edge_confidence(edge: OrientedEdge, members: int, timed: bool, scorer: Score
     if model is None:
         return edge.probability
     return model.confidence(edge_features(edge, members))
+
+
+# a two-member family's direction is stated only where development pairs like it were
+# right this often: a pair has no tree to read a root from, and the weights alone orient
+# pairs barely better than chance (dev seeds 0-49: 66% right, and no range of the
+# direction probability above 90%)
+PAIR_CERTAIN = 0.95
+
+
+def direction_uncertain(edge: OrientedEdge, members: int, scorer: Scorer) -> bool:
+    """Whether the weights cannot tell which end of the edge is the parent."""
+    if members == 2 and scorer.pair_direction_map is not None:
+        return calibrate(edge.probability, scorer.pair_direction_map) < PAIR_CERTAIN
+    return calibrate(edge.probability, scorer.direction_map) < scorer.uncertain_below
 
 
 def calibrate(probability: float, mapping: tuple[np.ndarray, np.ndarray]) -> float:

@@ -36,6 +36,7 @@ from heritage.lineage.direction import (
     FamilyTree,
     Scorer,
     calibrate,
+    direction_uncertain,
     edge_confidence,
     load_scorer,
     orient,
@@ -381,7 +382,7 @@ def family_lineage(
         parent, child = tree.ids[e.parent], tree.ids[e.child]
         conf = edge_confidence(e, tree.n, timed, scorer)
         direction = Direction.INFERRED
-        if calibrate(e.probability, scorer.direction_map) < scorer.uncertain_below:
+        if direction_uncertain(e, tree.n, scorer):
             direction = Direction.UNCERTAIN
             conf = min(conf, UNCERTAIN_CAP)
         rank = step_rank(fps[parent], fps[child])

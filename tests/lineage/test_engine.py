@@ -227,6 +227,24 @@ def test_two_model_family_is_right_or_says_uncertain():
         assert (u, v) == ("x", "y")
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_a_pair_is_uncertain_from_weights_alone_and_follows_creation_times(seed):
+    """Weights alone orient two-model families barely better than chance (development
+    zoos), so the shipped scorer states no direction for them; creation times do."""
+    a = root(70 + seed)
+    b = finetune(a, 700 + seed)
+    alone = recover_lineage(
+        [ModelInput("x", make(a)), ModelInput("y", make(b))], LineageSettings(use_times=False)
+    )
+    ((_, _, d),) = alone.edges(data=True)
+    assert d["direction"] == Direction.UNCERTAIN
+    assert d["confidence"] <= 0.6
+    timed = recover_lineage([ModelInput("x", make(a), 1.0), ModelInput("y", make(b), 2.0)])
+    ((u, v, d),) = timed.edges(data=True)
+    assert (u, v) == ("x", "y")
+    assert d["direction"] == Direction.INFERRED
+
+
 def test_a_merged_lora_is_an_adapter_with_its_rank():
     rng = np.random.default_rng(6)
     a = root(60)
