@@ -17,7 +17,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["Merge", "affine_fit", "find_merges", "find_sparse_merges"]
+__all__ = ["FAR_PARENT_MAX", "Merge", "affine_fit", "find_merges", "find_sparse_merges"]
+
+# families up to this size look for a merge's second parent among all their members,
+# not only its nearest kin (the cost is the family's size per model)
+FAR_PARENT_MAX = 64
 
 
 class Merge(NamedTuple):
@@ -80,6 +84,44 @@ def _fits(
     return out
 
 
+def _far_pairs(
+    c: int, pool: Sequence[int], others: Sequence[int], x: np.ndarray, residual_limit: float
+) -> list[Merge]:
+    """Two-parent fits of ``c`` from one of its nearest (``pool``) and any of ``others``:
+    a merge weighted towards one parent sits near it, and its other parent can be
+    farther than the nearest few kin (in a star, every member is about as far)."""
+    a = x[list(pool)] - x[c]
+    b = x[list(others)] - x[c]
+    aa = np.einsum("ij,ij->i", a, a)
+    bb = np.einsum("ij,ij->i", b, b)
+    ab = a @ b.T
+    grams = np.empty((len(pool), len(others), 2, 2))
+    grams[..., 0, 0] = aa[:, None]
+    grams[..., 1, 1] = bb[None, :]
+    grams[..., 0, 1] = grams[..., 1, 0] = ab
+    weights, resid = affine_fit(grams)
+    out = []
+    for i, j in zip(*np.nonzero(np.isfinite(resid)), strict=True):
+        w = weights[i, j]
+        if w.min() <= 0.02:
+            continue
+        d = (float(np.sqrt(aa[i])), float(np.sqrt(bb[j])))
+        if min(d) <= 0 or resid[i, j] / min(d) >= residual_limit:
+            continue
+        members = ((d[0], pool[i], float(w[0])), (d[1], others[j], float(w[1])))
+        first, second = sorted(members)
+        out.append(
+            Merge(
+                c,
+                (first[1], second[1]),
+                (first[2], second[2]),
+                float(resid[i, j] / min(d)),
+                (first[0], second[0]),
+            )
+        )
+    return out
+
+
 def _rank(m: Merge) -> tuple[float, tuple[int, ...]]:
     return (m.residual, m.parents)
 
@@ -91,7 +133,9 @@ def find_merges(
     candidates: int,
     residual_limit: float,
 ) -> list[Merge]:
-    """Merged models among ``core``, each fitted from its ``candidates`` nearest others.
+    """Merged models among ``core``, each fitted from its ``candidates`` nearest others
+    (in families of up to ``FAR_PARENT_MAX`` members, a two-parent fit may also take its
+    second parent from any other member).
 
     A three-parent fit is kept only when it beats every two-parent fit by half; merged
     models are never parents of other merges here (chains of merges are rare and would
@@ -105,7 +149,12 @@ def find_merges(
             continue
         v = x[pool] - x[c]
         gram = v @ v.T
-        best2 = min(_fits(c, pool, gram, 2, residual_limit), key=_rank, default=None)
+        pairs = _fits(c, pool, gram, 2, residual_limit)
+        if len(core) <= FAR_PARENT_MAX:
+            others = [j for j in core if j != c and j not in set(pool)]
+            if others:
+                pairs += _far_pairs(c, pool, others, x, residual_limit)
+        best2 = min(pairs, key=_rank, default=None)
         best3 = min(_fits(c, pool, gram, 3, residual_limit), key=_rank, default=None)
         best = best2
         if best3 is not None and (best2 is None or best3.residual < 0.5 * best2.residual):

@@ -245,6 +245,23 @@ def test_a_pair_is_uncertain_from_weights_alone_and_follows_creation_times(seed)
     assert d["direction"] == Direction.INFERRED
 
 
+def test_a_merge_finds_a_parent_beyond_its_nearest_kin():
+    """A merge weighted 0.9 towards one fine-tune of a star sits nearer every other
+    fine-tune than its second parent (a fine-tune that moved twice as far): the second
+    parent is found among all the family's members."""
+    base = root(80)
+    kids = {f"k{i}": finetune(base, 800 + i) for i in range(9)}
+    kids["far"] = finetune(base, 899, scale=0.04)
+    models = {"base": base, **kids, "merge": average(kids["k0"], kids["far"], 0.9)}
+    g = recover_lineage(
+        [ModelInput(k, make(v)) for k, v in models.items()], LineageSettings(use_times=False)
+    )
+    into = {u: d for u, _, d in g.in_edges("merge", data=True)}
+    assert set(into) == {"k0", "far"}
+    assert all(d["relation"] == Relation.MERGE for d in into.values())
+    assert into["k0"]["weight"] == pytest.approx(0.9, abs=0.01)
+
+
 def test_a_merged_lora_is_an_adapter_with_its_rank():
     rng = np.random.default_rng(6)
     a = root(60)
