@@ -49,7 +49,7 @@ from heritage.lineage.evidence import (
     evidence_vectors,
 )
 from heritage.lineage.kinship import Family, find_families
-from heritage.lineage.merges import find_merges, find_sparse_merges
+from heritage.lineage.merges import FAR_PARENT_MAX, TensorGram, find_merges, find_sparse_merges
 from heritage.lineage.neighbours import (
     PairDistances,
     all_pairs,
@@ -320,7 +320,12 @@ def _plan_family(
     rest = [i for i in copies.core if i not in sparse_children]
     core = set(rest)
     near = {v: [(d, u) for d, u in near_all[v] if u in core] for v in core}
-    merges = sparse + find_merges(x, rest, near, settings.merge_candidates, settings.merge_residual)
+    gram = None
+    if 3 <= len(rest) <= FAR_PARENT_MAX and ctx.ev.slices:
+        gram = TensorGram.of(ctx.ev.raw, ctx.ev.slices, rest)
+    merges = sparse + find_merges(
+        x, rest, near, settings.merge_candidates, settings.merge_residual, gram
+    )
     if graph is not None:
         for cp in copies.copies:
             _edge(

@@ -17,7 +17,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["FAR_PARENT_MAX", "Merge", "affine_fit", "find_merges", "find_sparse_merges"]
+__all__ = [
+    "FAR_PARENT_MAX",
+    "Merge",
+    "TensorGram",
+    "affine_fit",
+    "find_merges",
+    "find_sparse_merges",
+]
 
 # families up to this size look for a merge's second parent among all their members,
 # not only its nearest kin (the cost is the family's size per model)
@@ -122,6 +129,81 @@ def _far_pairs(
     return out
 
 
+class TensorGram(NamedTuple):
+    """Per-tensor Gram matrices of a family's raw sampled values: ``gram[t, i, j]`` is
+    the dot product of members i and j (indices into ``members``) over tensor t."""
+
+    members: list[int]
+    gram: np.ndarray  # (tensors, n, n), float64
+
+    @staticmethod
+    def of(raw: np.ndarray, slices: Sequence[slice], members: Sequence[int]) -> TensorGram:
+        rows = raw[list(members)].astype(np.float64)
+        gram = np.stack([rows[:, sl] @ rows[:, sl].T for sl in slices])
+        return TensorGram(list(members), gram)
+
+
+def _span_pairs(
+    c: int, pool: Sequence[int], others: Sequence[int], tg: TensorGram, residual_limit: float
+) -> list[Merge]:
+    """Two-parent fits of ``c`` as ``a_t p + b_t q`` tensor by tensor (coefficients free
+    per tensor, through the origin): SLERP interpolates each tensor on the great circle
+    between its parents, off the straight segment an affine fit needs, but always in
+    their span. Kept when the fit is tight (residual under ``residual_limit`` of the
+    distance to the nearer parent), both parents weigh in (median coefficients above
+    0.02) and neither parent alone comes within ten times the fit's residual."""
+    local = {m: k for k, m in enumerate(tg.members)}
+    g = tg.gram
+    ci = local[c]
+    pi = np.array([local[p] for p in pool])
+    qi = np.array([local[q] for q in others])
+    a = g[:, pi, pi][:, :, None]  # (T, P, 1)
+    d = g[:, qi, qi][:, None, :]  # (T, 1, Q)
+    b = g[:, pi[:, None], qi[None, :]]  # (T, P, Q)
+    e = g[:, pi, ci][:, :, None]
+    f = g[:, qi, ci][:, None, :]
+    cc = g[:, ci, ci][:, None, None]
+    with np.errstate(all="ignore"):
+        det = a * d - b * b
+        alpha = np.where(det > 0, (e * d - f * b) / det, np.nan)
+        beta = np.where(det > 0, (a * f - b * e) / det, np.nan)
+        res2 = np.maximum(cc - alpha * e - beta * f, 0.0).sum(axis=0)
+        alone = np.minimum(
+            np.maximum(cc - e * e / a, 0.0).sum(axis=0), np.maximum(cc - f * f / d, 0.0).sum(axis=0)
+        )
+        dist_p = np.sqrt(np.maximum(cc - 2 * e + a, 0.0).sum(axis=0))  # (P, 1)
+        dist_q = np.sqrt(np.maximum(cc - 2 * f + d, 0.0).sum(axis=0))  # (1, Q)
+        nearest = np.minimum(dist_p, dist_q)
+        ratio = np.sqrt(res2) / nearest
+        wa, wb = np.median(alpha, axis=0), np.median(beta, axis=0)
+        ok = (
+            np.isfinite(ratio)
+            & (ratio < residual_limit)
+            & (wa > 0.02)
+            & (wb > 0.02)
+            & (np.sqrt(alone) >= 10 * np.sqrt(res2))
+        )
+    out = []
+    for i, j in zip(*np.nonzero(ok), strict=True):
+        total = float(wa[i, j] + wb[i, j])
+        members = sorted(
+            (
+                (float(dist_p[i, 0]), pool[i], float(wa[i, j]) / total),
+                (float(dist_q[0, j]), others[j], float(wb[i, j]) / total),
+            )
+        )
+        out.append(
+            Merge(
+                c,
+                (members[0][1], members[1][1]),
+                (members[0][2], members[1][2]),
+                float(ratio[i, j]),
+                (members[0][0], members[1][0]),
+            )
+        )
+    return out
+
+
 def _rank(m: Merge) -> tuple[float, tuple[int, ...]]:
     return (m.residual, m.parents)
 
@@ -132,10 +214,12 @@ def find_merges(
     near: dict[int, list[tuple[float, int]]],
     candidates: int,
     residual_limit: float,
+    tensor_gram: TensorGram | None = None,
 ) -> list[Merge]:
     """Merged models among ``core``, each fitted from its ``candidates`` nearest others
     (in families of up to ``FAR_PARENT_MAX`` members, a two-parent fit may also take its
-    second parent from any other member).
+    second parent from any other member, and with ``tensor_gram`` it may also be a
+    combination per tensor: SLERP).
 
     A three-parent fit is kept only when it beats every two-parent fit by half; merged
     models are never parents of other merges here (chains of merges are rare and would
@@ -154,6 +238,9 @@ def find_merges(
             others = [j for j in core if j != c and j not in set(pool)]
             if others:
                 pairs += _far_pairs(c, pool, others, x, residual_limit)
+            if tensor_gram is not None and not pairs:  # an affine fit stands first
+                rest = [j for j in core if j != c]
+                pairs = _span_pairs(c, pool, rest, tensor_gram, residual_limit)
         best2 = min(pairs, key=_rank, default=None)
         best3 = min(_fits(c, pool, gram, 3, residual_limit), key=_rank, default=None)
         best = best2

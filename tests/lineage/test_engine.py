@@ -262,6 +262,31 @@ def test_a_merge_finds_a_parent_beyond_its_nearest_kin():
     assert into["k0"]["weight"] == pytest.approx(0.9, abs=0.01)
 
 
+def _slerp(a: dict, b: dict, t: float) -> dict:
+    out = {}
+    for k in a:
+        x, y = a[k].ravel().astype(np.float64), b[k].ravel().astype(np.float64)
+        theta = np.arccos(np.clip(x @ y / np.linalg.norm(x) / np.linalg.norm(y), -1, 1))
+        z = (np.sin((1 - t) * theta) * x + np.sin(t * theta) * y) / np.sin(theta)
+        out[k] = z.reshape(a[k].shape).astype(np.float32)
+    return out
+
+
+def test_a_slerp_merge_off_the_segment_is_found_tensor_by_tensor():
+    """SLERP interpolates each tensor on the great circle between its parents: off the
+    straight segment an affine fit needs (by more than its 10% limit here), but in the
+    parents' span tensor by tensor."""
+    base = root(90)
+    kids = {f"k{i}": finetune(base, 900 + i, scale=0.1) for i in range(4)}
+    models = {"base": base, **kids, "slerp": _slerp(kids["k0"], kids["k1"], 0.3)}
+    g = recover_lineage(
+        [ModelInput(k, make(v)) for k, v in models.items()], LineageSettings(use_times=False)
+    )
+    into = {u: d for u, _, d in g.in_edges("slerp", data=True)}
+    assert set(into) == {"k0", "k1"}
+    assert all(d["relation"] == Relation.MERGE for d in into.values())
+
+
 def test_a_merged_lora_is_an_adapter_with_its_rank():
     rng = np.random.default_rng(6)
     a = root(60)
