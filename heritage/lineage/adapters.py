@@ -21,6 +21,11 @@ __all__ = ["StepRank", "step_rank"]
 _ENERGY_LEFT = 1e-6
 
 
+# a sampled matrix narrower than this cannot tell a low-rank update from a full one (a
+# 10-class head changes at rank 10 under any training), so it is not judged
+_MIN_SIDE = 16
+
+
 class StepRank(NamedTuple):
     """Rank of a parent -> child difference on the sampled rows."""
 
@@ -46,7 +51,7 @@ def step_rank(a: Fingerprint, b: Fingerprint) -> StepRank:
         ta, tb = a.tensors[name], b.tensors.get(name)
         if tb is None or ta.values.ndim != 2 or ta.values.shape != tb.values.shape:
             continue
-        if not (ta.is_float and tb.is_float) or min(ta.values.shape) < 4:
+        if not (ta.is_float and tb.is_float) or min(ta.values.shape) < _MIN_SIDE:
             continue
         if not np.array_equal(ta.rows, tb.rows):
             continue
