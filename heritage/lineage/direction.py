@@ -15,8 +15,12 @@ the family's size):
 
 A log-linear model over the candidate roots, its weights fitted on development zoos by
 ``bench/fit_lineage.py`` and shipped in ``scorer.json``, turns the features into a
-posterior over roots. An edge's direction probability is the posterior mass on its
-parent's side; ``calibrate`` maps it to a confidence measured on development zoos.
+posterior over roots. With the likeliest root, ``parents_from_root`` picks every
+member's parent (the pair model of ``heritage.lineage.parents``, then the sibling test).
+An edge's direction probability is the posterior mass on its parent's side;
+``edge_confidence`` turns it and the pair model's support into the share of such edges
+right on development zoos, and ``direction_uncertain`` says when the weights cannot
+tell which end is the parent.
 """
 
 from __future__ import annotations
