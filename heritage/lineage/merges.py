@@ -56,17 +56,26 @@ def affine_fit(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _fits(
-    c: int, pool: Sequence[int], gram: np.ndarray, size: int, residual_limit: float
+    c: int,
+    pool: Sequence[int],
+    gram: np.ndarray,
+    size: int,
+    residual_limit: float,
+    combos: np.ndarray | None = None,
 ) -> list[Merge]:
-    """Every acceptable fit of ``c`` from ``size`` members of ``pool``."""
-    combos = np.array(list(itertools.combinations(range(len(pool)), size)))
+    """Every acceptable fit of ``c`` from ``size`` members of ``pool`` (all ``size``-sets,
+    or the given ``combos`` of indices into ``pool``)."""
+    if combos is None:
+        combos = np.array(list(itertools.combinations(range(len(pool)), size)))
     if not len(combos):
         return []
     grams = gram[combos[:, :, None], combos[:, None, :]]
     weights, resid = affine_fit(grams)
     diag = np.sqrt(np.maximum(np.diagonal(grams, axis1=1, axis2=2), 0.0))
     out = []
-    for k in np.flatnonzero(np.isfinite(resid)):
+    # necessary for a fit to pass (its nearest positive parent is at most the farthest)
+    hopeful = np.isfinite(resid) & (resid < residual_limit * diag.max(axis=1))
+    for k in np.flatnonzero(hopeful):
         w, combo = weights[k], combos[k]
         positive = [i for i in range(size) if w[i] > 0.02]
         negative = [i for i in range(size) if w[i] <= 0.02]
@@ -92,16 +101,16 @@ def _fits(
 
 
 def _far_pairs(
-    c: int, pool: Sequence[int], others: Sequence[int], x: np.ndarray, residual_limit: float
+    c: int, pool: Sequence[int], others: Sequence[int], gram: np.ndarray, residual_limit: float
 ) -> list[Merge]:
     """Two-parent fits of ``c`` from one of its nearest (``pool``) and any of ``others``:
     a merge weighted towards one parent sits near it, and its other parent can be
-    farther than the nearest few kin (in a star, every member is about as far)."""
-    a = x[list(pool)] - x[c]
-    b = x[list(others)] - x[c]
-    aa = np.einsum("ij,ij->i", a, a)
-    bb = np.einsum("ij,ij->i", b, b)
-    ab = a @ b.T
+    farther than the nearest few kin (in a star, every member is about as far).
+    ``gram`` holds the dot products of the differences from ``c`` of ``pool`` then
+    ``others``."""
+    k = len(pool)
+    diag = np.diagonal(gram)
+    aa, bb, ab = diag[:k], diag[k:], gram[:k, k:]
     grams = np.empty((len(pool), len(others), 2, 2))
     grams[..., 0, 0] = aa[:, None]
     grams[..., 1, 1] = bb[None, :]
@@ -227,22 +236,42 @@ def find_merges(
     """
     found: list[Merge] = []
     core_set = set(core)
+    far = len(core) <= FAR_PARENT_MAX
+    if far:  # the family's dot products once; differences from each child follow
+        at = {j: k for k, j in enumerate(core)}
+        rows = x[list(core)].astype(np.float64)
+        dots = rows @ rows.T
     for c in core:
         pool = [j for d, j in near.get(c, []) if j in core_set and d > 0][:candidates]
         if len(pool) < 2:
             continue
-        v = x[pool] - x[c]
-        gram = v @ v.T
+        if far:
+            wide = pool + [j for j in core if j != c and j not in set(pool)]
+            wi, ci = [at[j] for j in wide], at[c]
+            centred = (
+                dots[np.ix_(wi, wi)] - dots[wi, ci][:, None] - dots[ci, wi][None, :] + dots[ci, ci]
+            )
+            gram = centred[: len(pool), : len(pool)]
+        else:
+            v = x[pool] - x[c]
+            gram = v @ v.T
         pairs = _fits(c, pool, gram, 2, residual_limit)
-        if len(core) <= FAR_PARENT_MAX:
-            others = [j for j in core if j != c and j not in set(pool)]
-            if others:
-                pairs += _far_pairs(c, pool, others, x, residual_limit)
-            if tensor_gram is not None and not pairs:  # an affine fit stands first
-                rest = [j for j in core if j != c]
-                pairs = _span_pairs(c, pool, rest, tensor_gram, residual_limit)
+        triples = _fits(c, pool, gram, 3, residual_limit)
+        if far and len(wide) > len(pool):
+            pairs += _far_pairs(c, pool, wide[len(pool) :], centred, residual_limit)
+            # two of the nearest and a third from anywhere in the family
+            combos = np.array(
+                [
+                    (i, j, k)
+                    for i, j in itertools.combinations(range(len(pool)), 2)
+                    for k in range(len(pool), len(wide))
+                ]
+            )
+            triples += _fits(c, wide, centred, 3, residual_limit, combos)
+        if far and tensor_gram is not None and not pairs:  # an affine fit stands first
+            pairs = _span_pairs(c, pool, [j for j in core if j != c], tensor_gram, residual_limit)
         best2 = min(pairs, key=_rank, default=None)
-        best3 = min(_fits(c, pool, gram, 3, residual_limit), key=_rank, default=None)
+        best3 = min(triples, key=_rank, default=None)
         best = best2
         if best3 is not None and (best2 is None or best3.residual < 0.5 * best2.residual):
             best = best3

@@ -262,6 +262,23 @@ def test_a_merge_finds_a_parent_beyond_its_nearest_kin():
     assert into["k0"]["weight"] == pytest.approx(0.9, abs=0.01)
 
 
+def test_a_three_parent_merge_finds_a_third_parent_beyond_its_nearest_kin():
+    base = root(85)
+    kids = {f"k{i}": finetune(base, 850 + i) for i in range(9)}
+    kids["far"] = finetune(base, 899, scale=0.05)
+    soup = {
+        n: (0.45 * kids["k0"][n] + 0.4 * kids["k1"][n] + 0.15 * kids["far"][n]).astype(np.float32)
+        for n in base
+    }
+    models = {"base": base, **kids, "soup": soup}
+    g = recover_lineage(
+        [ModelInput(k, make(v)) for k, v in models.items()], LineageSettings(use_times=False)
+    )
+    into = {u: d for u, _, d in g.in_edges("soup", data=True)}
+    assert set(into) == {"k0", "k1", "far"}
+    assert all(d["relation"] == Relation.MERGE for d in into.values())
+
+
 def _slerp(a: dict, b: dict, t: float) -> dict:
     out = {}
     for k in a:
