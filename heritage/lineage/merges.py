@@ -240,6 +240,7 @@ def find_merges(
     if far:  # the family's dot products once; differences from each child follow
         at = {j: k for k, j in enumerate(core)}
         rows = x[list(core)].astype(np.float64)
+        rows -= rows.mean(axis=0)  # about the family's mean, so no precision is lost
         dots = rows @ rows.T
     for c in core:
         pool = [j for d, j in near.get(c, []) if j in core_set and d > 0][:candidates]
