@@ -87,55 +87,21 @@ def _fits(
         d = [float(diag[k, i]) for i in positive]
         if min(d) <= 0 or resid[k] / min(d) >= residual_limit:
             continue
-        order = sorted(range(len(positive)), key=lambda i: (d[i], pool[combo[positive[i]]]))
-        out.append(
-            Merge(
-                c,
-                tuple(pool[combo[positive[i]]] for i in order),
-                tuple(float(w[positive[i]]) for i in order),
-                float(resid[k] / min(d)),
-                tuple(d[i] for i in order),
-            )
-        )
+        members = [(d[n], pool[combo[i]], float(w[i])) for n, i in enumerate(positive)]
+        out.append(_merge(c, members, float(resid[k] / min(d))))
     return out
 
 
-def _far_pairs(
-    c: int, pool: Sequence[int], others: Sequence[int], gram: np.ndarray, residual_limit: float
-) -> list[Merge]:
-    """Two-parent fits of ``c`` from one of its nearest (``pool``) and any of ``others``:
-    a merge weighted towards one parent sits near it, and its other parent can be
-    farther than the nearest few kin (in a star, every member is about as far).
-    ``gram`` holds the dot products of the differences from ``c`` of ``pool`` then
-    ``others``."""
-    k = len(pool)
-    diag = np.diagonal(gram)
-    aa, bb, ab = diag[:k], diag[k:], gram[:k, k:]
-    grams = np.empty((len(pool), len(others), 2, 2))
-    grams[..., 0, 0] = aa[:, None]
-    grams[..., 1, 1] = bb[None, :]
-    grams[..., 0, 1] = grams[..., 1, 0] = ab
-    weights, resid = affine_fit(grams)
-    out = []
-    for i, j in zip(*np.nonzero(np.isfinite(resid)), strict=True):
-        w = weights[i, j]
-        if w.min() <= 0.02:
-            continue
-        d = (float(np.sqrt(aa[i])), float(np.sqrt(bb[j])))
-        if min(d) <= 0 or resid[i, j] / min(d) >= residual_limit:
-            continue
-        members = ((d[0], pool[i], float(w[0])), (d[1], others[j], float(w[1])))
-        first, second = sorted(members)
-        out.append(
-            Merge(
-                c,
-                (first[1], second[1]),
-                (first[2], second[2]),
-                float(resid[i, j] / min(d)),
-                (first[0], second[0]),
-            )
-        )
-    return out
+def _merge(c: int, members: Sequence[tuple[float, int, float]], residual: float) -> Merge:
+    """A merge of ``c`` from its (distance, parent, weight) members, nearest first."""
+    ranked = sorted(members)
+    return Merge(
+        c,
+        tuple(m for _, m, _ in ranked),
+        tuple(w for _, _, w in ranked),
+        residual,
+        tuple(d for d, _, _ in ranked),
+    )
 
 
 class TensorGram(NamedTuple):
@@ -195,21 +161,11 @@ def _span_pairs(
     out = []
     for i, j in zip(*np.nonzero(ok), strict=True):
         total = float(wa[i, j] + wb[i, j])
-        members = sorted(
-            (
-                (float(dist_p[i, 0]), pool[i], float(wa[i, j]) / total),
-                (float(dist_q[0, j]), others[j], float(wb[i, j]) / total),
-            )
-        )
-        out.append(
-            Merge(
-                c,
-                (members[0][1], members[1][1]),
-                (members[0][2], members[1][2]),
-                float(ratio[i, j]),
-                (members[0][0], members[1][0]),
-            )
-        )
+        members = [
+            (float(dist_p[i, 0]), pool[i], float(wa[i, j]) / total),
+            (float(dist_q[0, j]), others[j], float(wb[i, j]) / total),
+        ]
+        out.append(_merge(c, members, float(ratio[i, j])))
     return out
 
 
@@ -259,16 +215,17 @@ def find_merges(
         pairs = _fits(c, pool, gram, 2, residual_limit)
         triples = _fits(c, pool, gram, 3, residual_limit)
         if far and len(wide) > len(pool):
-            pairs += _far_pairs(c, pool, wide[len(pool) :], centred, residual_limit)
-            # two of the nearest and a third from anywhere in the family
-            combos = np.array(
-                [
-                    (i, j, k)
-                    for i, j in itertools.combinations(range(len(pool)), 2)
-                    for k in range(len(pool), len(wide))
-                ]
+            # one (pairs) or two (triples) of the nearest, and one from anywhere in the
+            # family: a merge weighted towards some parents sits near them, and its other
+            # parent can be farther than the nearest few kin (in a star, every member is
+            # about as far)
+            nearest, beyond = range(len(pool)), range(len(pool), len(wide))
+            pair_combos = np.array([(i, k) for i in nearest for k in beyond])
+            pairs += _fits(c, wide, centred, 2, residual_limit, pair_combos)
+            triple_combos = np.array(
+                [(i, j, k) for i, j in itertools.combinations(nearest, 2) for k in beyond]
             )
-            triples += _fits(c, wide, centred, 3, residual_limit, combos)
+            triples += _fits(c, wide, centred, 3, residual_limit, triple_combos)
         if far and tensor_gram is not None and not pairs:  # an affine fit stands first
             pairs = _span_pairs(c, pool, [j for j in core if j != c], tensor_gram, residual_limit)
         best2 = min(pairs, key=_rank, default=None)
