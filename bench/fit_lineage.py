@@ -62,7 +62,7 @@ from heritage.lineage.direction import (
 )
 from heritage.lineage.engine import plan_lineage
 from heritage.lineage.metrics import duplicate_classes, reliability
-from heritage.lineage.parents import BoostedTrees, candidate_pairs, pair_features
+from heritage.lineage.parents import BoostedTrees, RootedFamily, candidate_pairs, pair_features
 from heritage.lineage.tree import REGRAFT_FEATURES, SiblingTest, regraft_features
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -83,6 +83,26 @@ class Example:
     classes: list[str]  # class of each tree node
     with_times: bool
     dist: np.ndarray  # (n, n) distances between the tree's nodes
+
+
+def _example(
+    zoo: str,
+    tree: FamilyTree,
+    root: int,
+    true_edges: set[tuple[str, str]],
+    classes: list[str],
+    with_times: bool,
+) -> Example:
+    return Example(
+        zoo,
+        tree,
+        root_features(tree),
+        root,
+        true_edges,
+        classes,
+        with_times,
+        tree.distance_matrix(),
+    )
 
 
 def examples(zoo: ZooData, with_times: bool) -> tuple[list[Example], int]:
@@ -110,19 +130,7 @@ def examples(zoo: ZooData, with_times: bool) -> tuple[list[Example], int]:
         if len(roots) != 1:
             skipped += 1
             continue
-        dist = np.array([[tree.dist(a, b) for b in range(tree.n)] for a in range(tree.n)])
-        out.append(
-            Example(
-                zoo.label,
-                tree,
-                root_features(tree),
-                roots[0],
-                true_edges,
-                classes,
-                with_times,
-                dist,
-            )
-        )
+        out.append(_example(zoo.label, tree, roots[0], true_edges, classes, with_times))
     return out, skipped
 
 
@@ -203,19 +211,8 @@ def synthetic_examples(seed: int, families: int = 12) -> list[Example]:
             tree = plan.tree
             if tree.n < 3 or ids[0] not in tree.ids:
                 continue
-            dist = np.array([[tree.dist(a, b) for b in range(tree.n)] for a in range(tree.n)])
-            out.append(
-                Example(
-                    f"synthetic-{seed}",
-                    tree,
-                    root_features(tree),
-                    tree.ids.index(ids[0]),
-                    true_edges,
-                    list(tree.ids),
-                    False,
-                    dist,
-                )
-            )
+            root = tree.ids.index(ids[0])
+            out.append(_example(f"synthetic-{seed}", tree, root, true_edges, list(tree.ids), False))
     return out
 
 
@@ -226,12 +223,16 @@ def fit_parent_model(exs: list[Example]) -> dict | None:
     for ex in exs:
         if ex.with_times or ex.tree.n < 2:
             continue
-        step = float(np.median([d for *_, d in ex.tree.edges]))
-        par, chi = candidate_pairs(ex.dist, ex.root)
-        skeleton = skeleton_parents(ex.tree, ex.root)
-        rows.append(
-            pair_features(ex.dist, ex.root, ex.tree.stats, ex.tree.kinds, step, skeleton, par, chi)
+        family = RootedFamily(
+            ex.dist,
+            ex.root,
+            ex.tree.stats,
+            ex.tree.kinds,
+            ex.tree.median_step,
+            skeleton_parents(ex.tree, ex.root),
         )
+        par, chi = candidate_pairs(ex.dist, ex.root)
+        rows.append(pair_features(family, par, chi))
         labels += [
             (ex.classes[u], ex.classes[v]) in ex.true_edges
             for u, v in zip(par.tolist(), chi.tolist(), strict=True)

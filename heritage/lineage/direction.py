@@ -35,7 +35,7 @@ from typing import NamedTuple
 import numpy as np
 
 from heritage.fingerprint import Fingerprint
-from heritage.lineage.parents import BoostedTrees, choose_parents, pair_features
+from heritage.lineage.parents import BoostedTrees, RootedFamily, choose_parents, pair_features
 from heritage.lineage.tree import SiblingTest, TreeEdge, regraft
 
 __all__ = [
@@ -143,6 +143,15 @@ class FamilyTree:
     @property
     def n(self) -> int:
         return len(self.ids)
+
+    @property
+    def median_step(self) -> float:
+        """The median length of the spanning tree's edges."""
+        return float(np.median([d for *_, d in self.edges]))
+
+    def distance_matrix(self) -> np.ndarray:
+        """(n, n) distances between every two nodes."""
+        return np.array([[self.dist(a, b) for b in range(self.n)] for a in range(self.n)])
 
 
 class _Rooted(NamedTuple):
@@ -364,29 +373,33 @@ def parents_from_root(tree: FamilyTree, root: int, scorer: Scorer) -> Parents:
     n = tree.n
     rooted = _root_at(n, tree.edges, root)
     model = scorer.parent_model
-    if model is None or not 2 < n <= PARENT_MODEL_MAX:
-        order = [int(v) for v in rooted.order]
-        skeleton = {v: int(rooted.parent[v]) for v in order[1:]}
-        parent = regraft(order, skeleton, tree.dist, scorer.sibling_test)
-        return Parents(parent, dict.fromkeys(parent, float("nan")))
-    dist = np.array([[tree.dist(a, b) for b in range(n)] for a in range(n)])
-    step = float(np.median([d for *_, d in tree.edges]))
-    args = (dist, root, tree.stats, tree.kinds, step, rooted.parent)
-    choice = choose_parents(*args, model)
-    chosen = _root_at(n, [TreeEdge(p, v, 0.0) for v, p in choice.parent.items()], root)
-    order = [int(v) for v in chosen.order]
+    family: RootedFamily | None = None
+    choice = None
+    if model is not None and 2 < n <= PARENT_MODEL_MAX:
+        family = RootedFamily(
+            tree.distance_matrix(), root, tree.stats, tree.kinds, tree.median_step, rooted.parent
+        )
+        choice = choose_parents(family, model)
+        rooted = _root_from_parents(n, choice.parent, root)
+    order = [int(v) for v in rooted.order]
     parent = regraft(
-        order, {v: int(chosen.parent[v]) for v in order[1:]}, tree.dist, scorer.sibling_test
+        order, {v: int(rooted.parent[v]) for v in order[1:]}, tree.dist, scorer.sibling_test
     )
+    if choice is None:  # no pair model: no support either
+        return Parents(parent, dict.fromkeys(parent, float("nan")))
     # regrafted edges may not have been candidates: score them now
     extra = sorted((p, v) for v, p in parent.items() if (p, v) not in choice.log_odds)
     scores = dict(choice.log_odds)
     if extra:
         pa, ch = (np.array(x, dtype=np.int64) for x in zip(*extra, strict=True))
         scores.update(
-            zip(extra, model.log_odds(pair_features(*args, pa, ch)).tolist(), strict=True)
+            zip(extra, model.log_odds(pair_features(family, pa, ch)).tolist(), strict=True)
         )
     return Parents(parent, {v: scores[(p, v)] for v, p in parent.items()})
+
+
+def _root_from_parents(n: int, parent: dict[int, int], root: int) -> _Rooted:
+    return _root_at(n, [TreeEdge(p, v, 0.0) for v, p in parent.items()], root)
 
 
 def orient(tree: FamilyTree, scorer: Scorer) -> Orientation:
@@ -398,7 +411,7 @@ def orient(tree: FamilyTree, scorer: Scorer) -> Orientation:
     post = root_posterior(root_features(tree), scorer.coef)
     root = int(np.argmax(post))
     parent, support = parents_from_root(tree, root, scorer)
-    final = _root_at(n, [TreeEdge(p, v, 0.0) for v, p in parent.items()], root)
+    final = _root_from_parents(n, parent, root)
     below = post.copy()
     for v in final.order[::-1][:-1]:
         below[final.parent[v]] += below[v]

@@ -26,6 +26,7 @@ __all__ = [
     "PAIR_FEATURES",
     "BoostedTrees",
     "ParentChoice",
+    "RootedFamily",
     "candidate_pairs",
     "choose_parents",
     "pair_features",
@@ -64,23 +65,20 @@ def candidate_pairs(dist: np.ndarray, root: int, k: int = 10) -> tuple[np.ndarra
     return arr[:, 0], arr[:, 1]
 
 
-def pair_features(
-    dist: np.ndarray,
-    root: int,
-    stats: np.ndarray,
-    kinds: np.ndarray,
-    step: float,
-    skeleton: np.ndarray,
-    parent: np.ndarray,
-    child: np.ndarray,
-) -> np.ndarray:
-    """(P, len(PAIR_FEATURES)): the features of each pair ``parent[i] -> child[i]``.
+class RootedFamily(NamedTuple):
+    """A family seen from its chosen root: what the pair features read (local indices)."""
 
-    ``dist`` is the family's (n, n) distance matrix, ``stats``/``kinds`` its training
-    statistics (``direction.progress_stats``), ``step`` the median spanning-tree edge,
-    ``skeleton`` each member's parent in the spanning tree read from the root (-1 for
-    the root).
-    """
+    dist: np.ndarray  # (n, n) distances between members
+    root: int
+    stats: np.ndarray  # (n, S) training statistics (direction.progress_stats)
+    kinds: np.ndarray  # (S,) statistic kind per column
+    step: float  # the median spanning-tree edge
+    skeleton: np.ndarray  # each member's spanning-tree parent read from the root (-1: root)
+
+
+def pair_features(family: RootedFamily, parent: np.ndarray, child: np.ndarray) -> np.ndarray:
+    """(P, len(PAIR_FEATURES)): the features of each pair ``parent[i] -> child[i]``."""
+    dist, root, stats, kinds, step, skeleton = family
     n = dist.shape[0]
     step = max(float(step), TINY)
     off = dist + np.diag(np.full(n, np.inf))
@@ -181,24 +179,14 @@ class ParentChoice(NamedTuple):
     log_odds: dict[tuple[int, int], float]  # (parent, child) -> the model's log-odds
 
 
-def choose_parents(
-    dist: np.ndarray,
-    root: int,
-    stats: np.ndarray,
-    kinds: np.ndarray,
-    step: float,
-    skeleton: np.ndarray,
-    model: BoostedTrees,
-    k: int = 10,
-) -> ParentChoice:
-    """Every non-root member's parent: the maximum spanning arborescence from ``root``
+def choose_parents(family: RootedFamily, model: BoostedTrees, k: int = 10) -> ParentChoice:
+    """Every non-root member's parent: the maximum spanning arborescence from the root
     over the model's log-odds of the candidate pairs (all of them returned too)."""
-    n = dist.shape[0]
+    n, root = family.dist.shape[0], family.root
     if n < 2:
         return ParentChoice({}, {})
-    parent, child = candidate_pairs(dist, root, k)
-    feats = pair_features(dist, root, stats, kinds, step, skeleton, parent, child)
-    score = model.log_odds(feats)
+    parent, child = candidate_pairs(family.dist, root, k)
+    score = model.log_odds(pair_features(family, parent, child))
     scores = dict(
         zip(zip(parent.tolist(), child.tolist(), strict=True), score.tolist(), strict=True)
     )

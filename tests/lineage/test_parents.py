@@ -19,6 +19,7 @@ from heritage.lineage.direction import (
 from heritage.lineage.parents import (
     PAIR_FEATURES,
     BoostedTrees,
+    RootedFamily,
     candidate_pairs,
     choose_parents,
     pair_features,
@@ -55,10 +56,8 @@ def _skeleton(dist: np.ndarray, root: int) -> np.ndarray:
 def test_candidates_are_nearest_kin_and_the_root():
     dist = _points(30, 1)
     parent, child = candidate_pairs(dist, 4, k=3)
-    skeleton = np.full(30, -1)
-    feats = pair_features(
-        dist, 4, np.zeros((30, 0)), np.zeros(0, int), 1.0, skeleton, parent, child
-    )
+    family = RootedFamily(dist, 4, np.zeros((30, 0)), np.zeros(0, int), 1.0, np.full(30, -1))
+    feats = pair_features(family, parent, child)
     assert feats.shape == (len(parent), len(PAIR_FEATURES))
     assert np.isfinite(feats).all()
     assert 4 not in set(child.tolist())
@@ -74,7 +73,8 @@ def test_candidates_are_nearest_kin_and_the_root():
 def test_parents_form_one_tree_from_the_root():
     dist, stats, kinds = _family(25, 3)
     model = load_scorer().parent_model
-    parent = choose_parents(dist, 0, stats, kinds, 1.0, _skeleton(dist, 0), model).parent
+    family = RootedFamily(dist, 0, stats, kinds, 1.0, _skeleton(dist, 0))
+    parent = choose_parents(family, model).parent
     assert sorted(parent) == list(range(1, 25))
     for v in range(1, 25):
         seen = set()
@@ -87,14 +87,16 @@ def test_parents_form_one_tree_from_the_root():
 def test_relabelling_the_members_relabels_the_parents():
     dist, stats, kinds = _family(20, 4)
     model = load_scorer().parent_model
-    parent = choose_parents(dist, 0, stats, kinds, 1.0, _skeleton(dist, 0), model).parent
+    family = RootedFamily(dist, 0, stats, kinds, 1.0, _skeleton(dist, 0))
+    parent = choose_parents(family, model).parent
     perm = np.random.default_rng(0).permutation(20)  # new index of each old member
     inv = np.argsort(perm)
     moved_dist = dist[np.ix_(inv, inv)]
     root = int(perm[0])
-    moved = choose_parents(
-        moved_dist, root, stats[inv], kinds, 1.0, _skeleton(moved_dist, root), model
-    ).parent
+    moved_family = RootedFamily(
+        moved_dist, root, stats[inv], kinds, 1.0, _skeleton(moved_dist, root)
+    )
+    moved = choose_parents(moved_family, model).parent
     assert {int(perm[v]): int(perm[p]) for v, p in parent.items()} == moved
 
 
