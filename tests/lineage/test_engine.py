@@ -245,6 +245,17 @@ def test_a_pair_is_uncertain_from_weights_alone_and_follows_creation_times(seed)
     assert d["direction"] == Direction.INFERRED
 
 
+def _merge_edges(models: dict[str, dict], child: str) -> dict[str, dict]:
+    """The edges into ``child`` of the weights-only lineage of ``models``, by parent;
+    every one must be a merge edge."""
+    g = recover_lineage(
+        [ModelInput(k, make(v)) for k, v in models.items()], LineageSettings(use_times=False)
+    )
+    into = {u: d for u, _, d in g.in_edges(child, data=True)}
+    assert all(d["relation"] == Relation.MERGE for d in into.values())
+    return into
+
+
 def test_a_merge_finds_a_parent_beyond_its_nearest_kin():
     """A merge weighted 0.9 towards one fine-tune of a star sits nearer every other
     fine-tune than its second parent (a fine-tune that moved twice as far): the second
@@ -253,12 +264,8 @@ def test_a_merge_finds_a_parent_beyond_its_nearest_kin():
     kids = {f"k{i}": finetune(base, 800 + i) for i in range(9)}
     kids["far"] = finetune(base, 899, scale=0.04)
     models = {"base": base, **kids, "merge": average(kids["k0"], kids["far"], 0.9)}
-    g = recover_lineage(
-        [ModelInput(k, make(v)) for k, v in models.items()], LineageSettings(use_times=False)
-    )
-    into = {u: d for u, _, d in g.in_edges("merge", data=True)}
+    into = _merge_edges(models, "merge")
     assert set(into) == {"k0", "far"}
-    assert all(d["relation"] == Relation.MERGE for d in into.values())
     assert into["k0"]["weight"] == pytest.approx(0.9, abs=0.01)
 
 
@@ -271,12 +278,8 @@ def test_a_three_parent_merge_finds_a_third_parent_beyond_its_nearest_kin():
         for n in base
     }
     models = {"base": base, **kids, "soup": soup}
-    g = recover_lineage(
-        [ModelInput(k, make(v)) for k, v in models.items()], LineageSettings(use_times=False)
-    )
-    into = {u: d for u, _, d in g.in_edges("soup", data=True)}
+    into = _merge_edges(models, "soup")
     assert set(into) == {"k0", "k1", "far"}
-    assert all(d["relation"] == Relation.MERGE for d in into.values())
 
 
 def _slerp(a: dict, b: dict, t: float) -> dict:
@@ -296,12 +299,8 @@ def test_a_slerp_merge_off_the_segment_is_found_tensor_by_tensor():
     base = root(90)
     kids = {f"k{i}": finetune(base, 900 + i, scale=0.1) for i in range(4)}
     models = {"base": base, **kids, "slerp": _slerp(kids["k0"], kids["k1"], 0.3)}
-    g = recover_lineage(
-        [ModelInput(k, make(v)) for k, v in models.items()], LineageSettings(use_times=False)
-    )
-    into = {u: d for u, _, d in g.in_edges("slerp", data=True)}
+    into = _merge_edges(models, "slerp")
     assert set(into) == {"k0", "k1"}
-    assert all(d["relation"] == Relation.MERGE for d in into.values())
 
 
 def test_a_merged_lora_is_an_adapter_with_its_rank():
