@@ -297,26 +297,24 @@ class Scorer:
     @staticmethod
     def from_dict(d: dict) -> Scorer:
         coef = np.array([d["coef"].get(f, 0.0) for f in FEATURES])
-        dm = d["direction_map"]
         rg = d.get("sibling_test")
+        pair_map = d.get("pair_direction_map")
         return Scorer(
             coef,
             {k: EdgeModel.from_dict(v) for k, v in (d.get("edge_models") or {}).items()},
-            (np.asarray(dm["x"]), np.asarray(dm["y"])),
+            _mapping(d["direction_map"]),
             float(d["uncertain_below"]),
             d.get("fitted_on", ""),
             SiblingTest.from_dict(rg) if rg else None,
-            {
-                r: (np.asarray(m["x"]), np.asarray(m["y"]))
-                for r, m in (d.get("relation_maps") or {}).items()
-            },
+            {r: _mapping(m) for r, m in (d.get("relation_maps") or {}).items()},
             BoostedTrees.from_dict(d["parent_model"]) if d.get("parent_model") else None,
-            (
-                (np.asarray(d["pair_direction_map"]["x"]), np.asarray(d["pair_direction_map"]["y"]))
-                if d.get("pair_direction_map")
-                else None
-            ),
+            _mapping(pair_map) if pair_map else None,
         )
+
+
+def _mapping(d: dict) -> tuple[np.ndarray, np.ndarray]:
+    """An isotonic map as stored in scorer.json: (x thresholds, y values)."""
+    return np.asarray(d["x"]), np.asarray(d["y"])
 
 
 @cache
