@@ -43,10 +43,16 @@ class Merge(NamedTuple):
 def affine_fit(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Weights w (summing to 1) minimising |c - sum w_i p_i|, and the residual norm, for
     each stacked Gram matrix (..., k, k) of the differences p_i - c."""
+    gram = np.asarray(gram, dtype=np.float64)
     ones = np.ones(gram.shape[:-1])
+    k = gram.shape[-1]
+    # a child exactly on its parents' segment (a linear merge: p_1 - c = -(p_2 - c))
+    # makes the Gram matrix singular; a ridge of 1e-9 of its mean diagonal keeps the
+    # solve defined there and adds ~3e-5 of the parents' distance to a residual
+    ridge = 1e-9 * np.trace(gram, axis1=-2, axis2=-1) / k
     with np.errstate(all="ignore"):
-        ok = np.abs(np.linalg.det(gram)) > 1e-30
-        safe = np.where(ok[..., None, None], gram, np.eye(gram.shape[-1]))
+        ok = np.isfinite(ridge) & (ridge > 0)
+        safe = np.where(ok[..., None, None], gram + ridge[..., None, None] * np.eye(k), np.eye(k))
         u = np.linalg.solve(safe, ones[..., None])[..., 0]
         total = u.sum(axis=-1)
         ok &= np.isfinite(total) & (total > 0)
@@ -209,8 +215,8 @@ def find_merges(
                 dots[np.ix_(wi, wi)] - dots[wi, ci][:, None] - dots[ci, wi][None, :] + dots[ci, ci]
             )
             gram = centred[: len(pool), : len(pool)]
-        else:
-            v = x[pool] - x[c]
+        else:  # float64: a float32 product can leave a merge's Gram matrix indefinite
+            v = x[pool].astype(np.float64) - x[c]
             gram = v @ v.T
         pairs = _fits(c, pool, gram, 2, residual_limit)
         triples = _fits(c, pool, gram, 3, residual_limit)

@@ -269,6 +269,19 @@ def test_a_merge_finds_a_parent_beyond_its_nearest_kin():
     assert into["k0"]["weight"] == pytest.approx(0.9, abs=0.01)
 
 
+def test_an_even_merge_in_a_large_family_is_found():
+    """An even linear merge sits exactly on its parents' segment, so its fit's Gram
+    matrix is singular; a family above the dense limit keeps its evidence in float32,
+    where rounding once left that matrix indefinite and the merge was read as a
+    fine-tune of the base."""
+    base = root(81)
+    kids = {f"k{i:03d}": finetune(base, 8100 + i) for i in range(LineageSettings().dense_limit)}
+    models = {"base": base, **kids, "merge": average(kids["k007"], kids["k100"], 0.5)}
+    into = _merge_edges(models, "merge")
+    assert set(into) == {"k007", "k100"}
+    assert into["k007"]["weight"] == pytest.approx(0.5, abs=0.01)
+
+
 def test_a_three_parent_merge_finds_a_third_parent_beyond_its_nearest_kin():
     base = root(85)
     kids = {f"k{i}": finetune(base, 850 + i) for i in range(9)}
