@@ -92,7 +92,7 @@ def run_one(shape: str, n: int, queries: int) -> dict:
         out["add_one"] = f" (reversed, {ug.edges[new.id, root_id]['direction']})"
     else:
         out["add_one"] = " (wrong parent)"
-    out["add_one_replanned"] = len(update.touched.models)
+    out["add_one_replanned"] = len(update.planned)
     if queries:
         # the neighbour search lineage runs on a group this large, measured on a sample
         fps = [m.fingerprint for m in inputs]

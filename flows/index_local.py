@@ -113,9 +113,11 @@ def find_lineage_work(draft: Draft, previous: IndexData) -> LineageWork:
     """The families this run touched (all of them on a first run), one job each."""
     work = draft_lineage_work(draft, previous)
     get_run_logger().info(
-        "lineage: %d families to plan (%d models); the others are kept",
+        "lineage: %d families to plan (%d models), %d large families with new leaves "
+        "attached; the others are kept",
         len(work.jobs),
         work.replanned,
+        len(work.attached),
     )
     return work
 

@@ -46,7 +46,8 @@ from heritage.lineage import (
     merge_families,
     recover_lineage,
 )
-from heritage.lineage.incremental import find_touched
+from heritage.lineage.incremental import plan_update
+from heritage.lineage.types import Direction, Relation
 from heritage.summary import FileSummary
 
 FLOW_NAME = "index-local"
@@ -320,6 +321,8 @@ class LineageWork:
     jobs: list[FamilyJob]
     kept_family: dict[str, str]  # model -> family id, for the families kept as they were
     replanned: int  # models in the jobs
+    # large families whose new members were attached as leaves (heritage.lineage.attach)
+    attached: list[nx.DiGraph] = field(default_factory=list)
 
 
 def lineage_work(
@@ -338,10 +341,37 @@ def lineage_work(
     inputs = _inputs(models, fps, tensors)
     if not family or (methods and methods != {METHOD}):
         return LineageWork(family_jobs(inputs), {}, len(inputs))
-    touched = find_touched(family, inputs, changed)
-    kept = {m.id for m in inputs} - touched.models
-    jobs = family_jobs([m for m in inputs if m.id in touched.models])
-    return LineageWork(jobs, {m: family[m] for m in kept}, len(touched.models))
+    plan = plan_update(family, lambda f: family_graph(previous, f), inputs, changed)
+    kept = {m.id for m in inputs} - plan.touched.models
+    jobs = family_jobs([m for m in inputs if m.id in plan.replan])
+    return LineageWork(jobs, {m: family[m] for m in kept}, len(plan.replan), plan.attached)
+
+
+def family_graph(previous: IndexData, family_id: str) -> nx.DiGraph:
+    """One family's part of the lineage graph, as the index stores it: its members
+    (each with the family's confidence, the least of its members'), its root's
+    confidence, and the edges into its members."""
+    row = previous.families.filter(pl.col("family_id") == family_id).row(0, named=True)
+    members = previous.models.filter(pl.col("family_id") == family_id)["model_id"].to_list()
+    graph = nx.DiGraph(method=METHOD)
+    for m in members:
+        graph.add_node(
+            m,
+            family=family_id,
+            architecture=row["architecture"],
+            family_confidence=row["confidence"],
+        )
+    if row["root_model_id"] in graph and row["root_confidence"] is not None:
+        graph.nodes[row["root_model_id"]]["root_confidence"] = row["root_confidence"]
+    edges = previous.edges.filter(pl.col("child_id").is_in(members))
+    for e in edges.iter_rows(named=True):
+        attrs = {k: e[k] for k in ("confidence", "distance", "method")}
+        attrs["relation"] = Relation(e["relation"])
+        attrs["direction"] = Direction(e["direction"])
+        if e["weight"] is not None:
+            attrs["weight"] = e["weight"]
+        graph.add_edge(e["parent_id"], e["child_id"], **attrs)
+    return graph
 
 
 def relate_work(
@@ -349,7 +379,7 @@ def relate_work(
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Models (with family_id), edges and families: the planned families' graphs (in job
     order) beside the kept families' rows, copied as they were."""
-    graph = merge_families(graphs)
+    graph = merge_families([*graphs, *work.attached])
     kept = list(work.kept_family)
     models, edges, fam = _frames(models, graph, work.kept_family)
     old_edges = previous.edges.filter(

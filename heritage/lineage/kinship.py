@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from networkx.utils import UnionFind
 
-__all__ = ["Family", "find_families", "pair_cosines"]
+__all__ = ["Family", "family_id", "find_families", "kin_confidence", "pair_cosines"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,19 @@ def _logistic(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, x))))
 
 
+def family_id(member_ids: Sequence[str]) -> str:
+    """A family's id: a hash of its sorted member ids (a label only, it decides nothing)."""
+    digest = hashlib.sha256("\n".join(sorted(member_ids)).encode())
+    return "fam-" + digest.hexdigest()[:12]
+
+
+def kin_confidence(best_cosine: float, kin_cosine: float, entries: int) -> float:
+    """How sure a member belongs to its family: how far its closest kin's correlation
+    lies above ``kin_cosine``, in units of what unrelated models show (1/sqrt(entries))."""
+    null_sd = 1.0 / math.sqrt(max(entries, 1))
+    return round(_logistic((best_cosine - kin_cosine) / (4 * null_sd + 1e-3)), 4)
+
+
 def find_families(
     ids: Sequence[str],
     x: np.ndarray,
@@ -72,18 +85,14 @@ def find_families(
         if root[i] == root[j]:
             best[i] = max(best[i], c)
             best[j] = max(best[j], c)
-    null_sd = 1.0 / math.sqrt(max(x.shape[1], 1))
     groups: dict[int, list[int]] = {}
     for i in range(n):
         groups.setdefault(root[i], []).append(i)
     out = []
     for members in sorted(groups.values()):
-        digest = hashlib.sha256("\n".join(sorted(ids[i] for i in members)).encode())
         conf = tuple(
-            1.0
-            if len(members) == 1
-            else round(_logistic((best[i] - kin_cosine) / (4 * null_sd + 1e-3)), 4)
+            1.0 if len(members) == 1 else kin_confidence(best[i], kin_cosine, x.shape[1])
             for i in members
         )
-        out.append(Family("fam-" + digest.hexdigest()[:12], tuple(members), conf))
+        out.append(Family(family_id([ids[i] for i in members]), tuple(members), conf))
     return out
