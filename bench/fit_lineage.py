@@ -452,6 +452,11 @@ def main() -> None:
         f"leave-one-zoo-out: root accuracy {np.mean(root_hits):.3f} over {len(root_hits)} trees;"
         f" tree edges {len(prob)}, right as directed {right.mean():.3f}, either way {either.mean():.3f}"
     )
+    alone = np.array([not o.with_times for o in outcomes])
+    print(
+        f"  weights only: tree edges {alone.sum()}, right as directed {right[alone].mean():.3f},"
+        f" either way {either[alone].mean():.3f}"
+    )
     edge_models = {}
     for key, timed in (("weights_only", False), ("with_times", True)):
         part = [o for o in outcomes if o.with_times == timed]
