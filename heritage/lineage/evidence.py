@@ -89,15 +89,27 @@ def evidence_layout(fps: Sequence[Fingerprint], min_shared: float = 0.5) -> Evid
         if rows.size == 0 or rows.size < min_shared * min(len(p.rows) for p in prints):
             continue
         ref = _block_row(first, rows)
+        # what storing ``ref`` in a model's dtype may change it by (half a unit in the last
+        # place of the coarser of the two), plus a floor for values near zero
+        room = np.abs(ref) + 1e-6 * float(np.abs(ref).max(initial=0.0))
         stds = np.empty(len(prints))
         varies = len(prints) == 1
         for start, block in _blocks(prints, rows):
-            varies = varies or not bool((block == ref).all())
+            if not varies:
+                step = np.array(
+                    [
+                        _half_ulp(p.dtype) + _half_ulp(first.dtype)
+                        for p in prints[start:][: len(block)]
+                    ]
+                )
+                varies = bool((np.abs(block - ref) > step[:, None] * room[None, :]).any())
             stds[start : start + len(block)] = (block - block.mean(axis=1, keepdims=True)).std(
                 axis=1
             )
         if not varies:
-            continue  # identical everywhere (a buffer, or an untrained copy): no evidence
+            # identical everywhere, up to the rounding of lower-precision copies (a fixed
+            # buffer such as an STFT basis, or an untrained layer): no evidence of kinship
+            continue
         scale = float(np.median(stds))
         tensors.append(name)
         rows_used.append(rows)
@@ -108,6 +120,16 @@ def evidence_layout(fps: Sequence[Fingerprint], min_shared: float = 0.5) -> Evid
         slices.append(slice(start, start + width))
         start += width
     return EvidenceLayout(tuple(tensors), tuple(rows_used), tuple(slices), np.asarray(scales))
+
+
+# mantissa bits of each float storage type (the rest: as float32)
+_MANTISSA = {"F64": 52, "F32": 23, "F16": 10, "BF16": 7, "F8_E4M3": 3, "F8_E4M3FNUZ": 3}
+_MANTISSA |= {"F8_E5M2": 2, "F8_E5M2FNUZ": 2}
+
+
+def _half_ulp(dtype: str) -> float:
+    """The largest relative change rounding a value to ``dtype`` can make."""
+    return 2.0 ** -(_MANTISSA.get(dtype, 23) + 1)
 
 
 def _block_row(p: TensorPrint, rows: np.ndarray) -> np.ndarray:

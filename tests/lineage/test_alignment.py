@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import ml_dtypes
 import numpy as np
 import pytest
@@ -86,6 +88,17 @@ def test_a_tensor_equal_in_every_model_is_no_evidence_and_tensors_weigh_alike():
         m["w"] = frozen.copy()
     prints = [_fp(m, np.arange(0, 100, 4)) for m in (m1, m2, m3)]
     assert build_evidence(prints).tensors == ["embed"]
+
+    # still none when a half-precision copy rounds it (a fixed STFT basis once made an
+    # independently trained model kin to a family that had a bf16 copy)
+    half = {k: v.astype(ml_dtypes.bfloat16).astype(np.float64) for k, v in m1.items()}
+    rounded = _fp(half, np.arange(0, 100, 4))
+    rounded.tensors["w"] = dataclasses.replace(rounded.tensors["w"], dtype="BF16")
+    assert build_evidence([*prints, rounded]).tensors == ["embed"]
+    changed = {**half, "w": half["w"] + 0.05}  # a change beyond rounding is evidence
+    moved = _fp(changed, np.arange(0, 100, 4))
+    moved.tensors["w"] = dataclasses.replace(moved.tensors["w"], dtype="BF16")
+    assert build_evidence([*prints, moved]).tensors == ["embed", "w"]
 
     # a tensor stored 1000x larger does not outweigh the others
     m3 = {k: v.copy() for k, v in m1.items()}
