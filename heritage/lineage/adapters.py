@@ -13,6 +13,7 @@ from typing import NamedTuple
 import numpy as np
 
 from heritage.fingerprint import Fingerprint
+from heritage.lineage.evidence import rounding_step
 
 __all__ = ["StepRank", "step_rank"]
 
@@ -33,6 +34,16 @@ class StepRank(NamedTuple):
     rank: int  # the largest rank among changed matrices (0: nothing changed)
     changed: int  # matrices that changed
     matrices: int  # matrices compared
+    # a block (a numbered layer) where some weight matrices changed and others were left
+    # exactly as they were
+    partial_block: bool = False
+
+    @property
+    def adapter(self) -> bool:
+        """A merged adapter: its change is low-rank, or it changed some of a block's
+        matrices and left the others untouched (a LoRA of a rank above the sampled rows
+        is full-rank there, but still changes only the modules it targets)."""
+        return self.low_rank or self.partial_block
 
 
 def _rank(d: np.ndarray) -> int:
@@ -44,26 +55,49 @@ def _rank(d: np.ndarray) -> int:
     return int(np.argmax(left <= _ENERGY_LEFT * total) + 1)
 
 
+def _block(name: str) -> str | None:
+    """The numbered layer a tensor belongs to (``model.layers.3.``), if any."""
+    parts = name.split(".")
+    for k, part in enumerate(parts[:-1]):
+        if part.isdigit():
+            return ".".join(parts[: k + 1])
+    return None
+
+
 def step_rank(a: Fingerprint, b: Fingerprint) -> StepRank:
-    """How low the rank of ``b - a`` is, matrix by matrix (stops at the first full-rank one)."""
+    """How low the rank of ``b - a`` is, matrix by matrix (ranks stop at the first
+    full-rank one), and whether it changed only some of a block's matrices.
+
+    Fine-tunes leave whole tensors untouched too, but outside the blocks: a head the
+    loss never reaches, a pooler, embedding rows of tokens the data lacks (real-dev's
+    fine-tunes do); inside a block, training moves every matrix.
+    """
     rank = changed = matrices = 0
+    low = True
+    moved: dict[str, set[bool]] = {}  # block -> whether its matrices changed
     for name in sorted(a.tensors):
         ta, tb = a.tensors[name], b.tensors.get(name)
-        if tb is None or ta.values.ndim != 2 or ta.values.shape != tb.values.shape:
+        if tb is None or len(ta.shape) < 2 or ta.values.shape != tb.values.shape:
             continue
-        if not (ta.is_float and tb.is_float) or min(ta.values.shape) < _MIN_SIDE:
+        if not (ta.is_float and tb.is_float) or not np.array_equal(ta.rows, tb.rows):
             continue
-        if not np.array_equal(ta.rows, tb.rows):
-            continue
-        matrices += 1
         d = tb.values.astype(np.float64) - ta.values.astype(np.float64)
         if not np.isfinite(d).all():
             continue
-        if not d.any():
+        step = rounding_step(ta.dtype, tb.dtype) * np.abs(ta.values.astype(np.float64))
+        differs = bool((np.abs(d) > step).any())
+        block = _block(name)
+        if block is not None:
+            moved.setdefault(block, set()).add(differs)
+        if min(ta.values.shape) < _MIN_SIDE:
+            continue
+        matrices += 1
+        if not differs:
             continue
         changed += 1
-        r = _rank(d)
-        rank = max(rank, r)
-        if 2 * r > min(d.shape):
-            return StepRank(False, rank, changed, matrices)
-    return StepRank(changed > 0, rank, changed, matrices)
+        if low:
+            r = _rank(d)
+            rank = max(rank, r)
+            low = 2 * r <= min(d.shape)
+    partial = any(len(v) == 2 for v in moved.values())
+    return StepRank(low and changed > 0, rank, changed, matrices, partial)

@@ -223,7 +223,7 @@ def _attach_one(
         conf = min(conf, UNCERTAIN_CAP)
     rank = step_rank(inputs[parent].fingerprint, v.fingerprint)
     attrs: dict[str, object] = {
-        "relation": Relation.ADAPTER if rank.low_rank else Relation.FINETUNE,
+        "relation": Relation.ADAPTER if rank.adapter else Relation.FINETUNE,
         "confidence": round(conf, 4),
         "distance": round(dist(0, at[parent]), 6),
         "direction": direction,

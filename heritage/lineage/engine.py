@@ -14,7 +14,8 @@ one module each:
    fitted on development zoos from its direction probability (the posterior mass on its
    parent's side) and the pair model's support, and an edge the weights cannot orient
    is marked ``uncertain``;
-7. ``adapters``: a tree edge whose change is low-rank is an adapter, not a fine-tune.
+7. ``adapters``: a tree edge whose change is low-rank, or that leaves some weight
+   matrices untouched, is an adapter, not a fine-tune.
 
 Names never decide: models are processed in the order of their content (a hash of the
 sampled weights), and ties fall to content order too.
@@ -392,9 +393,8 @@ def family_lineage(
             conf = min(conf, UNCERTAIN_CAP)
         rank = step_rank(fps[parent], fps[child])
         attrs: dict[str, object] = {}
-        relation = Relation.FINETUNE
+        relation = Relation.ADAPTER if rank.adapter else Relation.FINETUNE
         if rank.low_rank:
-            relation = Relation.ADAPTER
             attrs["rank"] = rank.rank
         graph.add_edge(
             parent,

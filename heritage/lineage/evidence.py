@@ -89,19 +89,15 @@ def evidence_layout(fps: Sequence[Fingerprint], min_shared: float = 0.5) -> Evid
         if rows.size == 0 or rows.size < min_shared * min(len(p.rows) for p in prints):
             continue
         ref = _block_row(first, rows)
-        # what storing ``ref`` in a model's dtype may change it by (half a unit in the last
-        # place of the coarser of the two), plus a floor for values near zero
+        # what storing ``ref`` in a model's dtype may change it by, plus a floor for
+        # values near zero
         room = np.abs(ref) + 1e-6 * float(np.abs(ref).max(initial=0.0))
         stds = np.empty(len(prints))
         varies = len(prints) == 1
         for start, block in _blocks(prints, rows):
             if not varies:
-                step = np.array(
-                    [
-                        _half_ulp(p.dtype) + _half_ulp(first.dtype)
-                        for p in prints[start:][: len(block)]
-                    ]
-                )
+                part = prints[start:][: len(block)]
+                step = np.array([rounding_step(p.dtype, first.dtype) for p in part])
                 varies = bool((np.abs(block - ref) > step[:, None] * room[None, :]).any())
             stds[start : start + len(block)] = (block - block.mean(axis=1, keepdims=True)).std(
                 axis=1
@@ -130,6 +126,12 @@ _MANTISSA |= {"F8_E5M2": 2, "F8_E5M2FNUZ": 2}
 def _half_ulp(dtype: str) -> float:
     """The largest relative change rounding a value to ``dtype`` can make."""
     return 2.0 ** -(_MANTISSA.get(dtype, 23) + 1)
+
+
+def rounding_step(dtype_a: str, dtype_b: str) -> float:
+    """The largest relative difference between two stored copies of one value, in
+    ``dtype_a`` and ``dtype_b`` (each rounded to its own precision)."""
+    return _half_ulp(dtype_a) + _half_ulp(dtype_b)
 
 
 def _block_row(p: TensorPrint, rows: np.ndarray) -> np.ndarray:

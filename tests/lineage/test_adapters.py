@@ -54,3 +54,42 @@ def test_a_full_fine_tune_is_not_low_rank():
     base = _net(0)
     tuned = {k: w + rng.normal(0, 0.01, w.shape) for k, w in base.items()}
     assert not step_rank(_print(base), _print(tuned)).low_rank
+
+
+def _blocks(seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    out = {
+        "embed.weight": rng.normal(0, 0.1, (32, 48)),
+        "pooler.weight": rng.normal(0, 0.1, (48, 48)),
+    }
+    for layer in range(2):
+        for module in ("q", "k", "v", "o"):
+            out[f"layers.{layer}.attn.{module}.weight"] = rng.normal(0, 0.1, (32, 48))
+    return out
+
+
+def test_a_lora_above_the_sampled_rank_is_an_adapter_by_the_modules_it_left_alone():
+    """Rank 40 on 32 sampled rows is full-rank there; but the LoRA changed q and v of
+    each layer and left k and o exactly as they were, which training never does."""
+    rng = np.random.default_rng(3)
+    base = _blocks(0)
+    lora = dict(base)
+    for layer in range(2):
+        for module in ("q", "v"):
+            name = f"layers.{layer}.attn.{module}.weight"
+            lora[name] = base[name] + rng.normal(0, 0.05, (32, 40)) @ rng.normal(0, 0.05, (40, 48))
+    got = step_rank(_print(base), _print(lora))
+    assert not got.low_rank and got.partial_block and got.adapter
+
+
+def test_a_fine_tune_that_leaves_heads_and_embeddings_alone_is_no_adapter():
+    """Real fine-tunes leave a pooler or a head the loss never reaches, and embedding
+    rows of unseen tokens, exactly as they were; inside the layers every matrix moves."""
+    rng = np.random.default_rng(4)
+    base = _blocks(0)
+    tuned = {
+        k: w + rng.normal(0, 0.01, w.shape) if k.startswith("layers.") else w
+        for k, w in base.items()
+    }
+    got = step_rank(_print(base), _print(tuned))
+    assert not got.partial_block and not got.adapter
