@@ -34,8 +34,8 @@ class StepRank(NamedTuple):
     rank: int  # the largest rank among changed matrices (0: nothing changed)
     changed: int  # matrices that changed
     matrices: int  # matrices compared
-    # a block (a numbered layer) where some weight matrices changed and others were left
-    # exactly as they were
+    # a block (a numbered layer) where matrices changed while some of its matrices, or
+    # all of its norms and biases, were left exactly as they were
     partial_block: bool = False
 
     @property
@@ -70,14 +70,15 @@ def step_rank(a: Fingerprint, b: Fingerprint) -> StepRank:
 
     Fine-tunes leave whole tensors untouched too, but outside the blocks: a head the
     loss never reaches, a pooler, embedding rows of tokens the data lacks (real-dev's
-    fine-tunes do); inside a block, training moves every matrix.
+    fine-tunes do); inside a block, training moves every matrix and the norms.
     """
     rank = changed = matrices = 0
     low = True
-    moved: dict[str, set[bool]] = {}  # block -> whether its matrices changed
+    # block -> (is a matrix, changed) of its tensors
+    moved: dict[str, set[tuple[bool, bool]]] = {}
     for name in sorted(a.tensors):
         ta, tb = a.tensors[name], b.tensors.get(name)
-        if tb is None or len(ta.shape) < 2 or ta.values.shape != tb.values.shape:
+        if tb is None or ta.values.shape != tb.values.shape:
             continue
         if not (ta.is_float and tb.is_float) or not np.array_equal(ta.rows, tb.rows):
             continue
@@ -88,8 +89,8 @@ def step_rank(a: Fingerprint, b: Fingerprint) -> StepRank:
         differs = bool((np.abs(d) > step).any())
         block = _block(name)
         if block is not None:
-            moved.setdefault(block, set()).add(differs)
-        if min(ta.values.shape) < _MIN_SIDE:
+            moved.setdefault(block, set()).add((len(ta.shape) >= 2, differs))
+        if len(ta.shape) < 2 or min(ta.values.shape) < _MIN_SIDE:
             continue
         matrices += 1
         if not differs:
@@ -99,5 +100,14 @@ def step_rank(a: Fingerprint, b: Fingerprint) -> StepRank:
             r = _rank(d)
             rank = max(rank, r)
             low = 2 * r <= min(d.shape)
-    partial = any(len(v) == 2 for v in moved.values())
+    partial = any(_partial(v) for v in moved.values())
     return StepRank(low and changed > 0, rank, changed, matrices, partial)
+
+
+def _partial(block: set[tuple[bool, bool]]) -> bool:
+    """A block whose matrices moved while some of its matrices, or all of its vectors
+    (norms, biases), stayed as they were. Training moves every matrix and the norms; a
+    single bias can stay (an attention key bias gets no gradient), all of them cannot."""
+    if (True, True) not in block:
+        return False
+    return (True, False) in block or ((False, False) in block and (False, True) not in block)

@@ -9,16 +9,17 @@ from heritage.lineage.adapters import step_rank
 
 
 def _print(weights: dict[str, np.ndarray]) -> Fingerprint:
+    """Every row sampled; a vector (a norm, a bias) is one row of values."""
     return Fingerprint(
         {
             name: TensorPrint(
                 name,
                 "F32",
                 w.shape,
-                np.arange(w.shape[0]),
-                (0, w.shape[1]),
-                w.astype(np.float32),
-                tensor_stats(w),
+                np.arange(w.reshape(-1, w.shape[-1]).shape[0]),
+                (0, w.shape[-1]),
+                w.reshape(-1, w.shape[-1]).astype(np.float32),
+                tensor_stats(w.reshape(-1, w.shape[-1])),
             )
             for name, w in weights.items()
         }
@@ -65,6 +66,8 @@ def _blocks(seed: int) -> dict[str, np.ndarray]:
     for layer in range(2):
         for module in ("q", "k", "v", "o"):
             out[f"layers.{layer}.attn.{module}.weight"] = rng.normal(0, 0.1, (32, 48))
+        out[f"layers.{layer}.attn.k.bias"] = rng.normal(0, 0.1, 32)
+        out[f"layers.{layer}.norm.weight"] = 1.0 + rng.normal(0, 0.01, 48)
     return out
 
 
@@ -80,6 +83,13 @@ def test_a_lora_above_the_sampled_rank_is_an_adapter_by_the_modules_it_left_alon
             lora[name] = base[name] + rng.normal(0, 0.05, (32, 40)) @ rng.normal(0, 0.05, (40, 48))
     got = step_rank(_print(base), _print(lora))
     assert not got.low_rank and got.partial_block and got.adapter
+    # on every matrix of its blocks, it still leaves their norms and biases alone
+    for layer in range(2):
+        for module in ("k", "o"):
+            name = f"layers.{layer}.attn.{module}.weight"
+            lora[name] = base[name] + rng.normal(0, 0.05, (32, 40)) @ rng.normal(0, 0.05, (40, 48))
+    got = step_rank(_print(base), _print(lora))
+    assert not got.low_rank and got.partial_block and got.adapter
 
 
 def test_a_fine_tune_that_leaves_heads_and_embeddings_alone_is_no_adapter():
@@ -91,5 +101,11 @@ def test_a_fine_tune_that_leaves_heads_and_embeddings_alone_is_no_adapter():
         k: w + rng.normal(0, 0.01, w.shape) if k.startswith("layers.") else w
         for k, w in base.items()
     }
+    for layer in range(2):  # an attention key bias gets no gradient at all
+        tuned[f"layers.{layer}.attn.k.bias"] = base[f"layers.{layer}.attn.k.bias"]
     got = step_rank(_print(base), _print(tuned))
     assert not got.partial_block and not got.adapter
+    # a fine-tune that froze a matrix inside a block reads as an adapter: the rule
+    # cannot tell it from a LoRA that skipped that module
+    tuned["layers.1.attn.o.weight"] = base["layers.1.attn.o.weight"]
+    assert step_rank(_print(base), _print(tuned)).partial_block
