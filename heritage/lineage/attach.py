@@ -251,7 +251,7 @@ def _fits_as_merge(
     near = {0: sorted((dist(0, j), j) for j in tree)}
     core = [0, *tree]
     exact = [True] * ev.unit.shape[0]
-    if find_sparse_merges(ev.raw, core, exact, dist, near):
+    if find_sparse_merges(ev.raw, core, exact, dist, near, slices=ev.slices):
         return True
     merges = find_merges(ev.unit, core, near, settings.merge_candidates, settings.merge_residual)
     return any(m.child == 0 for m in merges)

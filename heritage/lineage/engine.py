@@ -316,7 +316,9 @@ def _plan_family(
     )
     exact = [b >= 32 for b in bits]
     near_all = distances.neighbour_lists(members)
-    sparse = find_sparse_merges(ctx.ev.raw, copies.core, exact, distances, near_all)
+    sparse = find_sparse_merges(
+        ctx.ev.raw, copies.core, exact, distances, near_all, slices=ctx.ev.slices
+    )
     sparse_children = {m.child for m in sparse}
     rest = [i for i in copies.core if i not in sparse_children]
     core = set(rest)

@@ -132,7 +132,8 @@ def _span_pairs(
     between its parents, off the straight segment an affine fit needs, but always in
     their span. Kept when the fit is tight (residual under ``residual_limit`` of the
     distance to the nearer parent), both parents weigh in (median coefficients above
-    0.02) and neither parent alone comes within ten times the fit's residual."""
+    0.02, and both above 0.02 in at least one tensor) and neither parent alone comes
+    within ten times the fit's residual."""
     local = {m: k for k, m in enumerate(tg.members)}
     g = tg.gram
     ci = local[c]
@@ -163,6 +164,9 @@ def _span_pairs(
             & (wa > 0.02)
             & (wb > 0.02)
             & (np.sqrt(alone) >= 10 * np.sqrt(res2))
+            # some tensor mixes both: a base whose adapters changed different tensors is
+            # each adapter on the tensors it left alone, one parent per tensor
+            & (np.minimum(alpha, beta) > 0.02).any(axis=0)
         )
     out = []
     for i, j in zip(*np.nonzero(ok), strict=True):
@@ -288,6 +292,25 @@ def _cover(
         explained |= found[best][0]
 
 
+def _by_whole_tensors(
+    masks: Sequence[np.ndarray], changed: np.ndarray, slices: Sequence[slice]
+) -> bool:
+    """Whether each changed tensor is explained (99% of its changed entries) by a single
+    parent's change. TIES and DARE pick task-vector entries one by one, so inside a
+    tensor their parents alternate; the base of adapters that changed different modules
+    equals each adapter on whole tensors it left alone, and reads as their "merge"."""
+    at = np.flatnonzero(changed)  # entry index of each position in the masks
+    whole = False
+    for sl in slices:
+        lo, hi = np.searchsorted(at, [sl.start, sl.stop])
+        if hi - lo == 0:
+            continue
+        if max(float(m[lo:hi].mean()) for m in masks) < 0.99:
+            return False
+        whole = True
+    return whole
+
+
 def _spread(m: Merge, dist: Callable[[int, int], float]) -> float:
     assert m.base is not None
     return float(np.mean([dist(m.base, p) for p in m.parents]))
@@ -303,6 +326,7 @@ def find_sparse_merges(
     probe: int = 2048,
     min_equal: float = 0.005,
     pool: int = 12,
+    slices: Sequence[slice] = (),
 ) -> list[Merge]:
     """TIES and DARE merges: base + a sparse combination of task vectors.
 
@@ -316,7 +340,9 @@ def find_sparse_merges(
     (rounding to fewer bits makes equal entries and ratios common by chance). The base
     is looked for among a model's ``2 * pool`` nearest kin (``near``) that equal it on at
     least ``min_equal`` of ``probe`` sampled entries (float32 values never coincide by
-    chance that often), the merged models among its ``pool`` nearest.
+    chance that often), the merged models among its ``pool`` nearest. With the tensors'
+    ``slices``, a reading in which every changed tensor comes whole from one parent is
+    refused (``_by_whole_tensors``).
     """
     core = [i for i in core if exact[i]]
     if len(core) < 4 or raw.shape[1] == 0:
@@ -344,7 +370,8 @@ def find_sparse_merges(
                 p: raw[p, changed].astype(np.float64) - base for p in nearest if p not in (b, c)
             }
             parents = _cover(tau_c, taus, min_share)
-            if len(parents) >= 2:
+            masks = [_mode_entries(tau_c, taus[p])[0] for p, _ in parents]
+            if len(parents) >= 2 and not _by_whole_tensors(masks, changed, slices):
                 merge = Merge(
                     c,
                     tuple(p for p, _ in parents),

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from heritage.lineage import LineageSettings, ModelInput, recover_lineage
 from heritage.lineage.direction import Scorer
+from heritage.lineage.merges import _by_whole_tensors
 from heritage.lineage.types import Direction, Relation
 from tests.lineage.synthetic import average, bf16, finetune, forest, int8, make, root
 
@@ -369,6 +370,54 @@ def test_ties_and_dare_merges_are_found_by_their_exact_entries():
     assert all(d["relation"] == "merge" for *_, d in g.in_edges("dare", data=True))
     tree = {frozenset((u, v)) for u, v, d in g.edges(data=True) if d["relation"] != "merge"}
     assert tree == {frozenset(("base", f)) for f in ("f1", "f2", "f3")}
+
+
+def _lora(parent: dict, modules: tuple[str, ...], seed: int) -> dict:
+    """A merged rank-2 LoRA on ``modules``: every other tensor is the parent's, bit for bit."""
+    rng = np.random.default_rng(seed)
+    out = dict(parent)
+    for k in modules:
+        rows, cols = parent[k].shape
+        step = rng.normal(0, 0.05, (rows, 2)) @ rng.normal(0, 0.05, (2, cols))
+        out[k] = (parent[k] + step).astype(np.float32)
+    return out
+
+
+def test_the_base_of_adapters_on_different_modules_is_no_merge_of_them():
+    """The base equals each adapter on every tensor that adapter left alone, so tensor by
+    tensor it lies in their span (a SLERP reading, one parent per tensor) and entry by
+    entry it is one of theirs (a TIES or DARE reading); a real merge mixes both parents
+    inside its tensors."""
+    base = root(82)
+    tuned = {f"ft{i}": finetune(base, 820 + i) for i in range(2)}
+    names = sorted(k for k in base if base[k].ndim == 2)
+    a = _lora(base, tuple(names[:3]), 1)
+    b = _lora(base, tuple(names[3:]), 2)
+    w = {"base": base, **tuned, "lora-a": a, "lora-b": b}
+    g = recover_lineage(
+        [ModelInput(k, make(v)) for k, v in w.items()], LineageSettings(use_times=False)
+    )
+    assert not [e for e in g.edges(data=True) if e[2]["relation"] == Relation.MERGE]
+    assert (
+        g.in_degree("base") == 0
+        or g.edges[next(iter(g.predecessors("base"))), "base"]["direction"] == Direction.UNCERTAIN
+    )
+    for child in ("lora-a", "lora-b"):
+        assert {u for u, _ in g.in_edges(child)} == {"base"}
+        assert g.edges["base", child]["relation"] == Relation.ADAPTER
+
+
+def test_a_sparse_merge_reading_with_every_tensor_from_one_parent_is_refused():
+    """TIES and DARE take task-vector entries one by one, so inside each tensor their
+    parents alternate; one parent per whole tensor is the base of adapters instead."""
+    changed = np.ones(40, dtype=bool)
+    changed[[3, 25]] = False  # entries equal to the base are no part of the reading
+    slices = [slice(0, 20), slice(20, 40)]
+    first = np.r_[np.ones(19, bool), np.zeros(19, bool)]  # the whole first tensor
+    second = ~first
+    assert _by_whole_tensors([first, second], changed, slices)
+    alternating = np.arange(38) % 2 == 0  # each tensor from both parents
+    assert not _by_whole_tensors([alternating, ~alternating], changed, slices)
 
 
 def test_a_large_group_takes_the_sparse_path_and_finds_the_same_tree():
