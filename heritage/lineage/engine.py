@@ -77,7 +77,7 @@ __all__ = [
     "recover_lineage",
 ]
 
-METHOD = "heritage-lineage/7"
+METHOD = "heritage-lineage/8"
 UNCERTAIN_CAP = 0.6  # an edge whose direction the weights cannot tell is stated at most this
 
 
