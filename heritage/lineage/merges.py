@@ -370,8 +370,10 @@ def find_sparse_merges(
                 p: raw[p, changed].astype(np.float64) - base for p in nearest if p not in (b, c)
             }
             parents = _cover(tau_c, taus, min_share)
+            if len(parents) < 2:
+                continue
             masks = [_mode_entries(tau_c, taus[p])[0] for p, _ in parents]
-            if len(parents) >= 2 and not _by_whole_tensors(masks, changed, slices):
+            if not _by_whole_tensors(masks, changed, slices):
                 merge = Merge(
                     c,
                     tuple(p for p, _ in parents),
