@@ -292,6 +292,20 @@ def _cover(
         explained |= found[best][0]
 
 
+def _whole_tensor_step(changed: np.ndarray, slices: Sequence[slice]) -> bool:
+    """Whether two models differ by whole tensors: some tensors in every entry, the
+    others in none. That is an adapter and its base (a LoRA changes its target modules
+    and nothing else), not a sparse merge and its base, whose task vectors reach into
+    every tensor they were taken from."""
+    shares = [float(changed[sl].mean()) for sl in slices if sl.stop > sl.start]
+    return (
+        bool(shares)
+        and all(v <= 0.01 or v >= 0.99 for v in shares)
+        and any(v >= 0.99 for v in shares)
+        and any(v <= 0.01 for v in shares)
+    )
+
+
 def _by_whole_tensors(
     masks: Sequence[np.ndarray], changed: np.ndarray, slices: Sequence[slice]
 ) -> bool:
@@ -341,8 +355,9 @@ def find_sparse_merges(
     is looked for among a model's ``2 * pool`` nearest kin (``near``) that equal it on at
     least ``min_equal`` of ``probe`` sampled entries (float32 values never coincide by
     chance that often), the merged models among its ``pool`` nearest. With the tensors'
-    ``slices``, a reading in which every changed tensor comes whole from one parent is
-    refused (``_by_whole_tensors``).
+    ``slices``, a reading in which every changed tensor comes whole from one parent
+    (``_by_whole_tensors``), or whose base differs from the merge by whole tensors
+    (``_whole_tensor_step``), is refused.
     """
     core = [i for i in core if exact[i]]
     if len(core) < 4 or raw.shape[1] == 0:
@@ -362,7 +377,7 @@ def find_sparse_merges(
         readings = []
         for b in bases:
             changed = raw[c] != raw[b]
-            if changed.all() or not changed.any():
+            if changed.all() or not changed.any() or _whole_tensor_step(changed, slices):
                 continue
             base = raw[b, changed].astype(np.float64)
             tau_c = raw[c, changed].astype(np.float64) - base
