@@ -336,7 +336,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="folder or checkpoint file")
     _add_run_options(p)
-    p.add_argument("--full", action="store_true", help="re-read every model, changed or not")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="re-read every model, changed or not, and plan every family's lineage again",
+    )
     p.add_argument(
         "--publish-hook",
         metavar="MODULE:FUNCTION",

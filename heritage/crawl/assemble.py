@@ -331,15 +331,16 @@ def lineage_work(
     tensors: pl.DataFrame,
     previous: IndexData,
     changed: Collection[str],
+    everything: bool = False,
 ) -> LineageWork:
     """The families a change touches (heritage.lineage.incremental), as jobs for
-    ``family_lineage``; all of them when the previous index has no lineage or was made
-    by another engine."""
+    ``family_lineage``; all of them with ``everything`` (a full run), or when the
+    previous index has no lineage or was made by another engine."""
     placed = previous.models.filter(pl.col("family_id").is_not_null())
     family = dict(zip(placed["model_id"], placed["family_id"], strict=True))
     methods = set(previous.edges["method"].drop_nulls().to_list())
     inputs = _inputs(models, fps, tensors)
-    if not family or (methods and methods != {METHOD}):
+    if everything or not family or (methods and methods != {METHOD}):
         return LineageWork(family_jobs(inputs), {}, len(inputs))
     plan = plan_update(family, lambda f: family_graph(previous, f), inputs, changed)
     kept = {m.id for m in inputs} - plan.touched.models
@@ -481,6 +482,7 @@ def draft_lineage_work(draft: Draft, previous: IndexData) -> LineageWork:
         draft.tensors,
         previous,
         [*report.added, *report.changed],
+        everything=draft.plan.full,
     )
 
 

@@ -106,6 +106,7 @@ class Plan:
     roots: list[Path]
     entries: list[Entry]
     removed: list[str]
+    full: bool = False  # every model read again, and every family planned again
 
     def work(self) -> list[WorkItem]:
         """Models that need a task (read or rehash), in id order."""
@@ -226,4 +227,4 @@ def plan_run(discovery: Discovery, previous: IndexData, full: bool = False) -> P
     kept = {e.previous["model_id"] for e in entries if e.previous is not None}
     local = previous.models.filter(pl.col("source") == "local")["model_id"].to_list()
     removed = sorted(m for m in local if m not in kept)
-    return Plan(roots=list(discovery.roots), entries=entries, removed=removed)
+    return Plan(roots=list(discovery.roots), entries=entries, removed=removed, full=full)

@@ -385,7 +385,7 @@ def run_hub(
             [previous.tensors.filter(pl.col("model_id").is_in(list(keep))), tensors_frame(fresh)]
         )
         # only the families the freshly read models (and removed ones) touch are planned
-        work = lineage_work(models, fps, tensors, previous, list(fresh))
+        work = lineage_work(models, fps, tensors, previous, list(fresh), everything=full)
         models, edges, fam = relate_work(
             models, previous, work, [family_lineage(job) for job in work.jobs]
         )

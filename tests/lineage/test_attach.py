@@ -109,12 +109,14 @@ def test_small_families_are_planned_again():
     assert update.graph.has_edge("base", "new")
 
 
-def _index_run(w: dict, previous: IndexData, changed: list[str]) -> tuple[IndexData, LineageWork]:
+def _index_run(
+    w: dict, previous: IndexData, changed: list[str], full: bool = False
+) -> tuple[IndexData, LineageWork]:
     """The lineage part of an index run over fingerprints ``w`` (as the flows run it)."""
     prints = {k: make(v) for k, v in w.items()}
     models = models_frame([model_row(k, status="ok", source="local") for k in w])
     fps, tensors = fingerprints_frame(prints), tensors_frame(prints)
-    work = lineage_work(models, fps, tensors, previous, changed)
+    work = lineage_work(models, fps, tensors, previous, changed, everything=full)
     models, edges, fams = relate_work(
         models, previous, work, [family_lineage(j, SETTINGS) for j in work.jobs]
     )
@@ -137,3 +139,9 @@ def test_an_index_run_attaches_a_new_fine_tune_from_the_stored_rows():
     for key in ("architecture", "root_model_id", "root_confidence", "confidence"):
         assert fam[key] == was[key]
     assert set(after.models["family_id"]) == {fam["family_id"]}
+
+    # a full run plans the family again, as a clean run does
+    again, work = _index_run(w, after, [], full=True)
+    clean, _ = _index_run(w, IndexData(), list(w))
+    assert len(work.jobs) == 1 and work.attached == []
+    assert again.edges.sort("child_id").equals(clean.edges.sort("child_id"))
