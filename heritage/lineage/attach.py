@@ -36,9 +36,8 @@ from typing import NamedTuple
 import networkx as nx
 import numpy as np
 
-from heritage.lineage.adapters import step_rank
 from heritage.lineage.direction import PARENT_MODEL_MAX, Scorer, load_scorer
-from heritage.lineage.engine import METHOD, UNCERTAIN_CAP, LineageSettings, ModelInput
+from heritage.lineage.engine import LineageSettings, ModelInput, tree_edge
 from heritage.lineage.evidence import Evidence, evidence_layout, evidence_vectors
 from heritage.lineage.kinship import family_id, kin_confidence
 from heritage.lineage.merges import find_merges, find_sparse_merges
@@ -219,18 +218,9 @@ def _attach_one(
     if like is None:
         return None
     conf, direction = like
-    if direction == Direction.UNCERTAIN:
-        conf = min(conf, UNCERTAIN_CAP)
-    rank = step_rank(inputs[parent].fingerprint, v.fingerprint)
-    attrs: dict[str, object] = {
-        "relation": Relation.ADAPTER if rank.adapter else Relation.FINETUNE,
-        "confidence": round(conf, 4),
-        "distance": round(dist(0, at[parent]), 6),
-        "direction": direction,
-        "method": METHOD,
-    }
-    if rank.low_rank:
-        attrs["rank"] = rank.rank
+    attrs = tree_edge(
+        inputs[parent].fingerprint, v.fingerprint, conf, dist(0, at[parent]), direction
+    )
     x = ev.unit
     cos = float(x[0] @ x[at[u]] / max(np.linalg.norm(x[0]) * np.linalg.norm(x[at[u]]), 1e-12))
     return _Placement(parent, attrs, cos, x.shape[1])

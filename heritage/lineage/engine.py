@@ -75,6 +75,7 @@ __all__ = [
     "plan_family",
     "plan_lineage",
     "recover_lineage",
+    "tree_edge",
 ]
 
 METHOD = "heritage-lineage/8"
@@ -388,27 +389,38 @@ def family_lineage(
     graph.nodes[tree.ids[result.root]]["root_confidence"] = round(result.root_probability, 4)
     for e in result.edges:
         parent, child = tree.ids[e.parent], tree.ids[e.child]
+        uncertain = direction_uncertain(e, tree.n, scorer)
+        direction = Direction.UNCERTAIN if uncertain else Direction.INFERRED
         conf = edge_confidence(e, tree.n, timed, scorer)
-        direction = Direction.INFERRED
-        if direction_uncertain(e, tree.n, scorer):
-            direction = Direction.UNCERTAIN
-            conf = min(conf, UNCERTAIN_CAP)
-        rank = step_rank(fps[parent], fps[child])
-        attrs: dict[str, object] = {}
-        relation = Relation.ADAPTER if rank.adapter else Relation.FINETUNE
-        if rank.low_rank:
-            attrs["rank"] = rank.rank
         graph.add_edge(
-            parent,
-            child,
-            relation=relation,
-            confidence=round(float(conf), 4),
-            distance=round(e.distance, 6),
-            direction=direction,
-            method=METHOD,
-            **attrs,
+            parent, child, **tree_edge(fps[parent], fps[child], conf, e.distance, direction)
         )
     return graph
+
+
+def tree_edge(
+    parent: Fingerprint,
+    child: Fingerprint,
+    confidence: float,
+    distance: float,
+    direction: Direction,
+) -> dict[str, object]:
+    """A tree edge's attributes: an adapter when the step looks like one (with its rank
+    when that is low), else a fine-tune; stated at most ``UNCERTAIN_CAP`` when the
+    weights cannot tell its direction."""
+    if direction == Direction.UNCERTAIN:
+        confidence = min(confidence, UNCERTAIN_CAP)
+    rank = step_rank(parent, child)
+    attrs: dict[str, object] = {
+        "relation": Relation.ADAPTER if rank.adapter else Relation.FINETUNE,
+        "confidence": round(float(confidence), 4),
+        "distance": round(float(distance), 6),
+        "direction": direction,
+        "method": METHOD,
+    }
+    if rank.low_rank:
+        attrs["rank"] = rank.rank
+    return attrs
 
 
 def merge_families(graphs: Iterable[nx.DiGraph]) -> nx.DiGraph:

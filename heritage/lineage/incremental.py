@@ -151,7 +151,7 @@ def find_touched(
         targets = [k for k, m in enumerate(group) if m.id in changed]
         if not targets:
             continue
-        cos = kin_cosines(group, targets) if len(group) > 1 else np.zeros((len(targets), 1))
+        cos = kin_cosines(group, targets)
         for row, t in enumerate(targets):
             cos[row, t] = -np.inf
             kin = np.flatnonzero(cos[row] > kin_cosine)

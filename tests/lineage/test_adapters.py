@@ -77,17 +77,19 @@ def test_a_lora_above_the_sampled_rank_is_an_adapter_by_the_modules_it_left_alon
     rng = np.random.default_rng(3)
     base = _blocks(0)
     lora = dict(base)
-    for layer in range(2):
-        for module in ("q", "v"):
-            name = f"layers.{layer}.attn.{module}.weight"
-            lora[name] = base[name] + rng.normal(0, 0.05, (32, 40)) @ rng.normal(0, 0.05, (40, 48))
+
+    def merge_rank_40(modules: tuple[str, ...]) -> None:
+        for layer in range(2):
+            for module in modules:
+                name = f"layers.{layer}.attn.{module}.weight"
+                step = rng.normal(0, 0.05, (32, 40)) @ rng.normal(0, 0.05, (40, 48))
+                lora[name] = base[name] + step
+
+    merge_rank_40(("q", "v"))
     got = step_rank(_print(base), _print(lora))
     assert not got.low_rank and got.partial_block and got.adapter
     # on every matrix of its blocks, it still leaves their norms and biases alone
-    for layer in range(2):
-        for module in ("k", "o"):
-            name = f"layers.{layer}.attn.{module}.weight"
-            lora[name] = base[name] + rng.normal(0, 0.05, (32, 40)) @ rng.normal(0, 0.05, (40, 48))
+    merge_rank_40(("k", "o"))
     got = step_rank(_print(base), _print(lora))
     assert not got.low_rank and got.partial_block and got.adapter
 
