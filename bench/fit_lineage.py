@@ -9,9 +9,12 @@ zoos (seeds 100-119, the real-weights test split) are for bench/lineage.py alone
    with names hashed; each family's tree gets root features (heritage.lineage.direction).
    Each zoo is planned twice, without and with upload times (truth order), so the time
    feature gets a weight too.
-2. The root model: a logistic regression without intercept on feature differences
-   (true root minus each other node, weighted so every family counts once), i.e. a
-   pairwise ranking fit of the log-linear posterior over roots.
+2. The root model: boosted trees (scikit-learn's HistGradientBoostingClassifier) over
+   every candidate root's ``ROOT_INPUTS`` (its features, the same standardised and
+   ranked within its family, the family's size, its training statistics' levels),
+   labelled by whether it is the true root, each family weighing the same. The
+   log-linear model (a logistic regression without intercept on feature differences,
+   true root minus each other node) is fitted and shipped too, as the fallback.
 3. The parent model (heritage.lineage.parents): boosted trees (scikit-learn's
    HistGradientBoostingClassifier) over every candidate pair of the weights-only trees,
    rooted at the true root, labelled by whether the candidate is the true parent; shipped
@@ -58,6 +61,7 @@ from heritage.lineage.direction import (
     edge_features,
     orient,
     root_features,
+    root_inputs,
     skeleton_parents,
 )
 from heritage.lineage.engine import plan_lineage
@@ -150,12 +154,58 @@ def fit_coef(train: list[Example], c: float = 1.0) -> np.ndarray:
     return model.coef_[0]
 
 
+class RootModel(NamedTuple):
+    coef: np.ndarray  # the log-linear fallback
+    trees: dict | None  # the boosted root model (BoostedTrees.from_dict)
+
+
+def fit_roots(train: list[Example], c: float = 1.0) -> RootModel:
+    return RootModel(fit_coef(train, c), fit_root_model(train))
+
+
+def fit_root_model(train: list[Example]) -> dict | None:
+    """Boosted trees over every candidate root's ROOT_INPUTS: is it the true root?
+    Each family weighs the same."""
+    x = np.concatenate([root_inputs(ex.tree, ex.features) for ex in train])
+    y = np.concatenate([np.arange(ex.tree.n) == ex.root for ex in train]).astype(int)
+    w = np.concatenate([np.full(ex.tree.n, 1.0 / ex.tree.n) for ex in train])
+    if len(set(y.tolist())) < 2:
+        return None
+    model = HistGradientBoostingClassifier(
+        max_depth=3, max_iter=200, learning_rate=0.05, min_samples_leaf=20, random_state=0
+    ).fit(x, y, sample_weight=w)
+    return tree_arrays(model, x)
+
+
+def tree_arrays(model: HistGradientBoostingClassifier, x: np.ndarray) -> dict:
+    """A fitted binary HistGradientBoostingClassifier as plain arrays
+    (BoostedTrees.from_dict), checked to give scikit-learn's own log-odds on ``x``."""
+    trees = []
+    for (pred,) in model._predictors:
+        nodes = pred.nodes
+        trees.append(
+            {
+                "feature": nodes["feature_idx"].tolist(),
+                "threshold": nodes["num_threshold"].tolist(),
+                "left": nodes["left"].tolist(),
+                "right": nodes["right"].tolist(),
+                "leaf": nodes["is_leaf"].astype(bool).tolist(),
+                "value": nodes["value"].tolist(),
+            }
+        )
+    out = {"baseline": float(model._baseline_prediction.ravel()[0]), "trees": trees}
+    mine = BoostedTrees.from_dict(out).log_odds(x[:500])
+    assert np.allclose(mine, model.decision_function(x[:500]), atol=1e-6)
+    return out
+
+
 def scorer_with(
-    coef: np.ndarray, test: SiblingTest | None = None, parents: dict | None = None
+    roots: RootModel, test: SiblingTest | None = None, parents: dict | None = None
 ) -> Scorer:
     empty = (np.zeros(0), np.zeros(0))
     model = BoostedTrees.from_dict(parents) if parents else None
-    return Scorer(coef, {}, empty, 0.0, "", test, {}, model)
+    root_model = BoostedTrees.from_dict(roots.trees) if roots.trees else None
+    return Scorer(roots.coef, {}, empty, 0.0, "", test, {}, model, None, root_model)
 
 
 def synthetic_examples(seed: int, families: int = 12) -> list[Example]:
@@ -244,32 +294,16 @@ def fit_parent_model(exs: list[Example]) -> dict | None:
     model = HistGradientBoostingClassifier(
         max_depth=4, max_iter=150, learning_rate=0.05, min_samples_leaf=20, random_state=0
     ).fit(x, y)
-    trees = []
-    for (pred,) in model._predictors:
-        nodes = pred.nodes
-        trees.append(
-            {
-                "feature": nodes["feature_idx"].tolist(),
-                "threshold": nodes["num_threshold"].tolist(),
-                "left": nodes["left"].tolist(),
-                "right": nodes["right"].tolist(),
-                "leaf": nodes["is_leaf"].astype(bool).tolist(),
-                "value": nodes["value"].tolist(),
-            }
-        )
-    out = {"baseline": float(model._baseline_prediction.ravel()[0]), "trees": trees}
-    # the shipped arrays must give scikit-learn's own log-odds
-    mine = BoostedTrees.from_dict(out).log_odds(x[:500])
-    assert np.allclose(mine, model.decision_function(x[:500]), atol=1e-6)
-    return out
+    return tree_arrays(model, x)
 
 
-def regraft_examples(exs: list[Example], coef: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each child v of u under g in the trees oriented by ``coef``, labelled 1 when g is
+def regraft_examples(exs: list[Example], roots: RootModel) -> tuple[np.ndarray, np.ndarray]:
+    """Each child v of u under g in the trees oriented by ``roots``, labelled 1 when g is
     v's true parent, 0 when u is (pairs where neither is are left out)."""
     rows, labels = [], []
+    scorer = scorer_with(roots)
     for ex in exs:
-        res = orient(ex.tree, scorer_with(coef))
+        res = orient(ex.tree, scorer)
         parent = {e.child: e.parent for e in res.edges}
         for v, u in parent.items():
             g = parent.get(u)
@@ -283,9 +317,9 @@ def regraft_examples(exs: list[Example], coef: np.ndarray) -> tuple[np.ndarray, 
     return np.array(rows).reshape(-1, len(REGRAFT_FEATURES)), np.array(labels)
 
 
-def fit_sibling_test(exs: list[Example], coef: np.ndarray) -> SiblingTest | None:
+def fit_sibling_test(exs: list[Example], roots: RootModel) -> SiblingTest | None:
     """A depth-3 decision tree (at least 8 cases a leaf) over the regraft features."""
-    x, y = regraft_examples(exs, coef)
+    x, y = regraft_examples(exs, roots)
     if len(set(y.tolist())) < 2:
         return None
     model = DecisionTreeClassifier(max_depth=3, min_samples_leaf=8, random_state=0).fit(x, y)
@@ -310,11 +344,11 @@ class Outcome(NamedTuple):
 
 
 def edge_outcomes(
-    exs: list[Example], coef: np.ndarray, test: SiblingTest | None, parents: dict | None
+    exs: list[Example], roots: RootModel, test: SiblingTest | None, parents: dict | None
 ) -> list[Outcome]:
     """Every tree edge of ``exs`` oriented by these models, and whether it is right."""
     out = []
-    scorer = scorer_with(coef, test, parents)
+    scorer = scorer_with(roots, test, parents)
     for ex in exs:
         res = orient(ex.tree, scorer)
         for e in res.edges:
@@ -370,7 +404,7 @@ def edge_reliability(outcomes: list[Outcome]) -> list[tuple[float, bool]]:
 
 def fit_relation_maps(folders: list[Path]) -> dict[str, dict[str, list[float]]]:
     """Per copy and merge relation: the engine's own confidence -> share right."""
-    raw = scorer_with(np.zeros(len(FEATURES)))  # copies and merges only: no direction
+    raw = scorer_with(RootModel(np.zeros(len(FEATURES)), None))  # copies and merges only
     seen: dict[str, list[tuple[float, bool]]] = {}
     for folder in folders:
         zoo = load_zoo(folder)
@@ -425,9 +459,11 @@ def main() -> None:
             got, skipped = examples(zoo, with_times)
             exs += got
         print(f"{zoo.label}: {len(got)} family trees (+ as many with times), {skipped} skipped")
-    coef = fit_coef(exs, args.c)
+    roots = fit_roots(exs, args.c)
+    coef = roots.coef
     print("coefficients:", {f: round(float(v), 3) for f, v in zip(FEATURES, coef, strict=True)})
-    test = fit_sibling_test(exs, coef)
+    print("root model:", len(roots.trees["trees"]) if roots.trees else 0, "trees")
+    test = fit_sibling_test(exs, roots)
     print("sibling test:", test)
     synth = [e for k in range(args.synthetic) for e in synthetic_examples(1000 + k)]
     print(f"synthetic: {len(synth)} families for the parent model")
@@ -439,12 +475,13 @@ def main() -> None:
     for label in sorted(set(labels)):
         held = [e for e in exs if e.zoo == label]
         rest = [e for e in exs if e.zoo != label] or held
-        c = fit_coef(rest, args.c)
+        r = fit_roots(rest, args.c)
         outcomes += edge_outcomes(
-            held, c, fit_sibling_test(rest, c), fit_parent_model(rest + synth)
+            held, r, fit_sibling_test(rest, r), fit_parent_model(rest + synth)
         )
+        scorer = scorer_with(r)
         for ex in held:
-            root_hits.append(orient(ex.tree, scorer_with(c)).root == ex.root)
+            root_hits.append(orient(ex.tree, scorer).root == ex.root)
     prob = np.array([o.probability for o in outcomes])
     right = np.array([o.right for o in outcomes], float)
     either = np.array([o.either for o in outcomes])
@@ -473,7 +510,7 @@ def main() -> None:
     pair_direction_map = isotonic(prob[pair], right[pair])
     doc = {
         "fitted_on": ", ".join(labels),
-        "how": "bench/fit_lineage.py: pairwise logistic root model; boosted-tree parent model; leave-one-zoo-out isotonic maps",
+        "how": "bench/fit_lineage.py: boosted-tree root model (pairwise logistic fallback); boosted-tree parent model; leave-one-zoo-out isotonic maps",
         "coef": {f: round(float(v), 6) for f, v in zip(FEATURES, coef, strict=True)},
         "sibling_test": None
         if test is None
@@ -486,6 +523,7 @@ def main() -> None:
             "value": list(test.value),
         },
         "parent_model": parents,
+        "root_model": roots.trees,
         "edge_features": list(EDGE_FEATURES),
         "edge_models": edge_models,
         "direction_map": direction_map,
@@ -493,15 +531,17 @@ def main() -> None:
         "uncertain_below": UNCERTAIN_BELOW,
         "relation_maps": relation_maps,
     }
-    # the parent model's arrays one line per tree, the rest one value per line
-    trees = doc.pop("parent_model")
+    # the boosted models' arrays one line per tree, the rest one value per line
+    models = {key: doc.pop(key) for key in ("parent_model", "root_model")}
     text = json.dumps(doc, indent=1)
-    if trees is not None:
+    for key, trees in models.items():
+        if trees is None:
+            continue
         lines = ",\n".join("  " + json.dumps(t, separators=(",", ":")) for t in trees["trees"])
         model = (
             f'{{\n  "baseline": {json.dumps(trees["baseline"])},\n  "trees": [\n{lines}\n  ]\n }}'
         )
-        text = text[:-2] + f',\n "parent_model": {model}\n}}'
+        text = text[:-2] + f',\n "{key}": {model}\n}}'
     json.loads(text)  # still one valid document
     args.out.write_text(text + "\n")
     print(f"wrote {args.out}")

@@ -13,9 +13,11 @@ the family's size):
   tree and in weight space (bases have many children and sit at the centre of stars);
 - ``time_order``: creation times moving forward along the edges (0 when unknown).
 
-A log-linear model over the candidate roots, its weights fitted on development zoos by
-``bench/fit_lineage.py`` and shipped in ``scorer.json``, turns the features into a
-posterior over roots. With the likeliest root, ``parents_from_root`` picks every
+Boosted trees fitted on development zoos by ``bench/fit_lineage.py`` and shipped in
+``scorer.json`` read each candidate's features beside the same standardised and ranked
+within its family (``root_inputs``) and give the odds that it is the root; normalised
+over the family they are the posterior over roots (without that model, a log-linear
+model over the features serves). With the likeliest root, ``parents_from_root`` picks every
 member's parent (the pair model of ``heritage.lineage.parents``, then the sibling test).
 An edge's direction probability is the posterior mass on its parent's side;
 ``edge_confidence`` turns it and the pair model's support into the share of such edges
@@ -41,6 +43,7 @@ from heritage.lineage.tree import SiblingTest, TreeEdge, regraft
 __all__ = [
     "EDGE_FEATURES",
     "FEATURES",
+    "ROOT_INPUTS",
     "EdgeModel",
     "PARENT_MODEL_MAX",
     "PAIR_CERTAIN",
@@ -57,6 +60,8 @@ __all__ = [
     "parents_from_root",
     "progress_stats",
     "root_features",
+    "root_inputs",
+    "root_posterior",
     "skeleton_parents",
 ]
 
@@ -183,6 +188,61 @@ def _root_at(n: int, edges: Sequence[TreeEdge], root: int) -> _Rooted:
     return _Rooted(np.asarray(order), parent, pdist)
 
 
+# what the boosted root model reads per candidate root: its features, the same
+# standardised and ranked within the family (what matters is how a node stands out
+# among its kin), the family's size, and where each kind of training statistic of the
+# node sits among the family's (a base trained least far sits at one end)
+ROOT_INPUTS = (
+    *FEATURES,
+    *(f"z_{f}" for f in FEATURES),
+    *(f"rank_{f}" for f in FEATURES),
+    "log_members",
+    *(f"level_{s}" for s in STATS),
+)
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Per column, each row's share of the other rows with a larger value (ties count
+    half), so equal values always get equal ranks."""
+    n = values.shape[0]
+    out = np.empty(values.shape)
+    for j in range(values.shape[1]):
+        col = np.sort(values[:, j])
+        above = n - np.searchsorted(col, values[:, j], side="right")
+        ties = np.searchsorted(col, values[:, j], side="right") - np.searchsorted(
+            col, values[:, j], side="left"
+        )
+        out[:, j] = (above + 0.5 * (ties - 1)) / max(n - 1, 1)
+    return out
+
+
+def _standardised(values: np.ndarray) -> np.ndarray:
+    return (values - values.mean(axis=0)) / (values.std(axis=0) + 1e-9)
+
+
+def root_inputs(tree: FamilyTree, features: np.ndarray) -> np.ndarray:
+    """(n, len(ROOT_INPUTS)): what the root model reads of every candidate root, from
+    its ``root_features`` and the tree's statistics."""
+    n = tree.n
+    levels = np.zeros((n, len(STATS)))
+    if tree.stats.size:
+        z = _standardised(tree.stats)
+        for k in range(len(STATS)):
+            cols = tree.kinds == k
+            if cols.any():
+                levels[:, k] = z[:, cols].mean(axis=1)
+    return np.concatenate(
+        [
+            features,
+            _standardised(features),
+            _ranks(features),
+            np.full((n, 1), np.log(n)),
+            levels,
+        ],
+        axis=1,
+    )
+
+
 def root_features(tree: FamilyTree) -> np.ndarray:
     """(n, len(FEATURES)): every node's features as the family's root."""
     n = tree.n
@@ -293,6 +353,9 @@ class Scorer:
     # isotonic map of a two-member family's direction probability to the share of
     # development pairs directed right; None: the families' map serves pairs too
     pair_direction_map: tuple[np.ndarray, np.ndarray] | None = None
+    # boosted trees over ``ROOT_INPUTS``: the log-odds that a candidate is the root;
+    # None: the log-linear model over ``FEATURES`` (``coef``) decides
+    root_model: BoostedTrees | None = None
 
     @staticmethod
     def from_dict(d: dict) -> Scorer:
@@ -309,6 +372,7 @@ class Scorer:
             {r: _mapping(m) for r, m in (d.get("relation_maps") or {}).items()},
             BoostedTrees.from_dict(d["parent_model"]) if d.get("parent_model") else None,
             _mapping(pair_map) if pair_map else None,
+            BoostedTrees.from_dict(d["root_model"]) if d.get("root_model") else None,
         )
 
 
@@ -340,8 +404,14 @@ class Orientation(NamedTuple):
     edges: list[OrientedEdge]
 
 
-def root_posterior(features: np.ndarray, coef: np.ndarray) -> np.ndarray:
-    s = features @ coef
+def root_posterior(tree: FamilyTree, scorer: Scorer) -> np.ndarray:
+    """Each member's probability of being the family's root: the root model's odds (or
+    the log-linear model's scores), normalised over the family."""
+    features = root_features(tree)
+    if scorer.root_model is not None:
+        s = scorer.root_model.log_odds(root_inputs(tree, features))
+    else:
+        s = features @ scorer.coef
     s = s - s.max()
     p = np.exp(s)
     return p / p.sum()
@@ -406,7 +476,7 @@ def orient(tree: FamilyTree, scorer: Scorer) -> Orientation:
     n = tree.n
     if n == 1:
         return Orientation(0, 1.0, [])
-    post = root_posterior(root_features(tree), scorer.coef)
+    post = root_posterior(tree, scorer)
     root = int(np.argmax(post))
     parent, support = parents_from_root(tree, root, scorer)
     final = _root_from_parents(n, parent, root)

@@ -29,6 +29,7 @@ __all__ = [
     "RootedFamily",
     "candidate_pairs",
     "choose_parents",
+    "family_context",
     "pair_features",
 ]
 
@@ -47,6 +48,13 @@ PAIR_FEATURES = (
     "skeleton_parent",  # u is v's parent in the spanning tree read from the root
     "skeleton_child",  # v is u's parent there (the pair is a spanning-tree edge)
     *(f"sign_{k}" for k in range(_STAT_KINDS)),
+    # the family as a whole, read from its root (the same for all of its pairs): what
+    # kind of family the pair sits in tells how far a member's nearest kin is to be
+    # trusted as its parent (siblings sharing a drift in a star, or a chain)
+    "family_spread",  # median over members of log(d(root, v) / d(v, nearest kin))
+    "root_share",  # share of the members that are the root's children in the spanning tree
+    "log_members",  # log of the family's size
+    "drift_alignment",  # median cosine, seen from the root, between a member and its nearest kin
 )
 TINY = 1e-12
 
@@ -115,7 +123,33 @@ def pair_features(family: RootedFamily, parent: np.ndarray, child: np.ndarray) -
             feats.append(signs[:, cols].mean(axis=1))
         else:
             feats.append(np.zeros(len(parent)))
+    feats.extend(np.full(len(parent), f) for f in family_context(family, order[:, 0], nearest))
     return np.stack(feats, axis=1)
+
+
+def family_context(
+    family: RootedFamily, nearest_kin: np.ndarray, nearest: np.ndarray
+) -> tuple[float, float, float, float]:
+    """The family-wide pair features (``family_spread`` to ``drift_alignment``), from
+    distances alone: inner products of the members' offsets from the root follow from
+    the distances (law of cosines)."""
+    dist, root, skeleton = family.dist, family.root, family.skeleton
+    n = dist.shape[0]
+    others = np.flatnonzero(np.arange(n) != root)
+    if not len(others):
+        return 0.0, 0.0, 0.0, 0.0
+    dr = dist[root]
+    spread = np.log(np.maximum(dr[others], TINY) / np.maximum(nearest[others], TINY))
+    kin = nearest_kin[others]
+    # <x_v - x_root, x_k - x_root> for each member v and its nearest kin k
+    inner = (dr[others] ** 2 + dr[kin] ** 2 - dist[others, kin] ** 2) / 2.0
+    cos = np.where(kin == root, 0.0, inner / np.maximum(dr[others] * dr[kin], TINY))
+    return (
+        float(np.median(spread)),
+        float(np.count_nonzero(skeleton == root)) / len(others),
+        float(np.log(n)),
+        float(np.median(cos)),
+    )
 
 
 @dataclass(frozen=True)

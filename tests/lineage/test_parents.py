@@ -9,12 +9,16 @@ import pytest
 from scipy.sparse.csgraph import breadth_first_order, minimum_spanning_tree
 
 from heritage.lineage.direction import (
+    ROOT_INPUTS,
     FamilyTree,
     OrientedEdge,
     edge_confidence,
     load_scorer,
+    orient,
     parents_from_root,
     progress_stats,
+    root_features,
+    root_inputs,
 )
 from heritage.lineage.parents import (
     PAIR_FEATURES,
@@ -22,6 +26,7 @@ from heritage.lineage.parents import (
     RootedFamily,
     candidate_pairs,
     choose_parents,
+    family_context,
     pair_features,
 )
 from heritage.lineage.tree import TreeEdge
@@ -164,3 +169,74 @@ def test_confidence_rises_with_the_pair_models_support(timed):
 def test_without_edge_models_the_direction_probability_is_the_confidence():
     scorer = replace(load_scorer(), edge_models={})
     assert edge_confidence(OrientedEdge(0, 1, 1.0, 0.8, 1.0), 30, False, scorer) == 0.8
+
+
+def _star(drift: float, kids: int = 12) -> np.ndarray:
+    """Distances of a base (member 0) and ``kids`` children that share a drift."""
+    base = root(1)
+    rng = np.random.default_rng(5)
+    shared = {k: drift * rng.standard_normal(w.shape) for k, w in base.items()}
+    ws = [base]
+    for i in range(kids):
+        r = np.random.default_rng(100 + i)
+        ws.append({k: w + shared[k] + 0.01 * r.standard_normal(w.shape) for k, w in base.items()})
+    x = np.stack([np.concatenate([w[k].ravel() for k in sorted(SHAPES)]) for w in ws])
+    return np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1))
+
+
+def _context(dist: np.ndarray, root_: int = 0) -> tuple[float, float, float, float]:
+    n = dist.shape[0]
+    off = dist + np.diag(np.full(n, np.inf))
+    family = RootedFamily(
+        dist, root_, np.zeros((n, 0)), np.zeros(0, int), 1.0, _skeleton(dist, root_)
+    )
+    return family_context(family, off.argmin(axis=1), off.min(axis=1))
+
+
+def test_family_context_tells_a_drifted_star_from_a_plain_one_and_a_chain():
+    spread, share, size, align = _context(_star(0.0))
+    assert share == 1.0  # every child hangs off the base in the spanning tree
+    assert size == pytest.approx(np.log(13))
+    # each child's nearest kin is the base (siblings lie sqrt(2) steps apart)
+    assert spread == pytest.approx(0.0, abs=1e-9)
+    assert align == 0.0
+    d_spread, d_share, _, d_align = _context(_star(0.02))
+    # a drift twice the children's own steps: the base lies sqrt(5) steps from each
+    # child, its nearest sibling sqrt(2), and seen from the base any two children
+    # point the same way up to their own steps (cosine 4/5)
+    assert d_spread == pytest.approx(np.log(np.sqrt(5 / 2)), abs=0.05)
+    assert d_align == pytest.approx(0.8, abs=0.05)
+    assert d_share == pytest.approx(1 / 12)  # the spanning tree chains the children
+    # a chain read from its first member: each member's nearest kin is a neighbour
+    ws = [root(2)]
+    for i in range(8):
+        ws.append(finetune(ws[-1], 300 + i))
+    x = np.stack([np.concatenate([w[k].ravel() for k in sorted(SHAPES)]) for w in ws])
+    c_spread, c_share, _, c_align = _context(np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1)))
+    assert c_share == pytest.approx(1 / 8)
+    assert c_spread > 0.5  # members lie further from the root than from their neighbours
+    assert 0.3 < c_align < 1.0
+
+
+def test_root_inputs_follow_the_members_not_their_order():
+    rng = np.random.default_rng(7)
+    ws = [root(3)]
+    for i in range(1, 15):
+        ws.append(finetune(ws[int(rng.integers(i))], 700 + i))
+    perm = rng.permutation(15)
+    tree, moved = _tree(ws), _tree([ws[i] for i in perm])
+    x = root_inputs(tree, root_features(tree))
+    assert x.shape == (15, len(ROOT_INPUTS))
+    assert np.isfinite(x).all()
+    assert np.allclose(root_inputs(moved, root_features(moved)), x[perm], atol=1e-4)
+    assert orient(moved, load_scorer()).root == list(perm).index(orient(tree, load_scorer()).root)
+
+
+def test_equal_root_features_get_equal_ranks():
+    ws = [root(4), *(finetune(root(4), 800 + i) for i in range(4))]
+    tree = _tree(ws)
+    features = np.zeros((5, len(ROOT_INPUTS) // 3))
+    features[:, 0] = [3.0, 1.0, 1.0, 1.0, 0.0]
+    ranks = root_inputs(tree, features)[:, 2 * features.shape[1] : 3 * features.shape[1]]
+    assert ranks[:, 0].tolist() == [0.0, 0.5, 0.5, 0.5, 1.0]
+    assert (ranks[:, 1] == 0.5).all()  # a column of ties: every member in the middle
