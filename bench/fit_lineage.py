@@ -29,10 +29,12 @@ zoos (seeds 100-119, the real-weights test split) are for bench/lineage.py alone
    as directed, and a recalibration of its log-odds (quadratic, fitted on each zoo's
    log-odds from a regression that never saw that zoo) corrects how they transfer to
    new zoos: the edge's confidence. Its reliability is printed per decile, each zoo's
-   confidences from models fitted on the other zoos. An isotonic regression maps the
-   direction probability to the share right in direction among edges right either way
-   round, which marks edges "uncertain" below ``UNCERTAIN_BELOW``; a second one, for
-   two-member families alone, marks a pair "uncertain" below ``PAIR_CERTAIN``.
+   confidences from models fitted on the other zoos. Per regime, an isotonic regression
+   maps the direction probability to the share right in direction among edges right
+   either way round, which marks edges "uncertain" below ``UNCERTAIN_BELOW``. A
+   two-member family's direction is stated from the lowest probability at and above
+   which the regime's development pairs were right ``PAIR_CERTAIN`` of the time at 95%
+   confidence (one-sided Clopper-Pearson bound), if any (``pair_certain_from``).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+from scipy.stats import beta
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
@@ -55,6 +58,7 @@ from heritage.lineage import LineageSettings, ModelInput, recover_lineage
 from heritage.lineage.direction import (
     EDGE_FEATURES,
     FEATURES,
+    PAIR_CERTAIN,
     EdgeModel,
     FamilyTree,
     Scorer,
@@ -202,10 +206,16 @@ def tree_arrays(model: HistGradientBoostingClassifier, x: np.ndarray) -> dict:
 def scorer_with(
     roots: RootModel, test: SiblingTest | None = None, parents: dict | None = None
 ) -> Scorer:
-    empty = (np.zeros(0), np.zeros(0))
-    model = BoostedTrees.from_dict(parents) if parents else None
-    root_model = BoostedTrees.from_dict(roots.trees) if roots.trees else None
-    return Scorer(roots.coef, {}, empty, 0.0, "", test, {}, model, None, root_model)
+    return Scorer(
+        coef=roots.coef,
+        edge_models={},
+        direction_map={},
+        uncertain_below=0.0,
+        fitted_on="",
+        sibling_test=test,
+        parent_model=BoostedTrees.from_dict(parents) if parents else None,
+        root_model=BoostedTrees.from_dict(roots.trees) if roots.trees else None,
+    )
 
 
 def synthetic_examples(seed: int, families: int = 12) -> list[Example]:
@@ -430,6 +440,24 @@ def fit_relation_maps(folders: list[Path]) -> dict[str, dict[str, list[float]]]:
     return out
 
 
+def certain_from(prob: np.ndarray, right: np.ndarray, target: float) -> float | None:
+    """The lowest probability p such that the cases at or above p were right at least
+    ``target`` of the time at 95% confidence (one-sided Clopper-Pearson lower bound of
+    their share right); None when no p qualifies."""
+    order = np.argsort(-prob, kind="stable")
+    p, r = prob[order], right[order].astype(float)
+    hits = np.cumsum(r)
+    best = None
+    for k in range(len(p)):
+        if k + 1 < len(p) and p[k + 1] == p[k]:
+            continue  # a threshold takes every case of equal probability
+        n, x = k + 1, hits[k]
+        lower = float(beta.ppf(0.05, x, n - x + 1)) if x > 0 else 0.0
+        if lower >= target:
+            best = round(float(p[k]), 6)
+    return best
+
+
 def isotonic(x: np.ndarray, y: np.ndarray) -> dict[str, list[float]]:
     iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(x, y)
     return {
@@ -506,8 +534,14 @@ def main() -> None:
             print(f"  [{lo:.1f}, {hi:.1f}) | {n:5d} | {stated:.3f} | {share:.3f}{flag}")
     relation_maps = fit_relation_maps(args.zoo)
     pair = np.array([o.features[EDGE_FEATURES.index("two_members")] == 1.0 for o in outcomes])
-    direction_map = isotonic(prob[either & ~pair], right[either & ~pair])
-    pair_direction_map = isotonic(prob[pair], right[pair])
+    timed = np.array([o.with_times for o in outcomes])
+    direction_map, pair_certain = {}, {}
+    for key, t in (("weights_only", False), ("with_times", True)):
+        here = timed == t
+        direction_map[key] = isotonic(prob[either & ~pair & here], right[either & ~pair & here])
+        pair_certain[key] = certain_from(prob[pair & here], right[pair & here], PAIR_CERTAIN)
+        n_stated = int((prob[pair & here] >= (pair_certain[key] or np.inf)).sum())
+        print(f"pairs, {key}: direction stated from {pair_certain[key]} ({n_stated} dev pairs)")
     doc = {
         "fitted_on": ", ".join(labels),
         "how": "bench/fit_lineage.py: boosted-tree root model (pairwise logistic fallback); boosted-tree parent model; leave-one-zoo-out isotonic maps",
@@ -527,7 +561,7 @@ def main() -> None:
         "edge_features": list(EDGE_FEATURES),
         "edge_models": edge_models,
         "direction_map": direction_map,
-        "pair_direction_map": pair_direction_map,
+        "pair_certain_from": pair_certain,
         "uncertain_below": UNCERTAIN_BELOW,
         "relation_maps": relation_maps,
     }

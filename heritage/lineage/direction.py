@@ -47,6 +47,7 @@ __all__ = [
     "EdgeModel",
     "PARENT_MODEL_MAX",
     "PAIR_CERTAIN",
+    "REGIMES",
     "FamilyTree",
     "OrientedEdge",
     "Orientation",
@@ -59,6 +60,7 @@ __all__ = [
     "orient",
     "parents_from_root",
     "progress_stats",
+    "regime",
     "root_features",
     "root_inputs",
     "root_posterior",
@@ -69,6 +71,9 @@ __all__ = [
 # candidate pairs (heritage.lineage.parents); larger ones keep the spanning tree and
 # the sibling test, whose cost is linear in the family's size
 PARENT_MODEL_MAX = 256
+# a family's regime: without creation times, or with them (edge models and maps are
+# fitted for each)
+REGIMES = ("weights_only", "with_times")
 STATS = ("rms", "kurtosis", "spread", "top_sv", "entropy", "rownorm_cv")
 FEATURES = (
     "consistency",
@@ -336,9 +341,10 @@ class Scorer:
     # ("with_times"), one for families without ("weights_only"); empty: the direction
     # probability stands
     edge_models: dict[str, EdgeModel]
-    # isotonic map, as (x thresholds, y values), from an edge's direction probability to
-    # the measured share of such edges right in direction among edges right either way
-    direction_map: tuple[np.ndarray, np.ndarray]
+    # per regime ("weights_only", "with_times"), an isotonic map, as (x thresholds, y
+    # values), from an edge's direction probability to the measured share of such edges
+    # right in direction among edges right either way
+    direction_map: dict[str, tuple[np.ndarray, np.ndarray]]
     uncertain_below: float  # direction accuracy below which an edge is "uncertain"
     fitted_on: str
     # the tree's sibling test (heritage.lineage.tree.regraft); None: the spanning
@@ -350,9 +356,10 @@ class Scorer:
     # the pair model choosing each member's parent once the root is known
     # (heritage.lineage.parents); None: the spanning tree and the sibling test decide
     parent_model: BoostedTrees | None = None
-    # isotonic map of a two-member family's direction probability to the share of
-    # development pairs directed right; None: the families' map serves pairs too
-    pair_direction_map: tuple[np.ndarray, np.ndarray] | None = None
+    # per regime, the direction probability from which development pairs (two-member
+    # families) were right ``PAIR_CERTAIN`` of the time, at 95% confidence; None: no
+    # probability was (every pair uncertain). Empty: the families' map serves pairs too
+    pair_certain_from: dict[str, float | None] = field(default_factory=dict)
     # boosted trees over ``ROOT_INPUTS``: the log-odds that a candidate is the root;
     # None: the log-linear model over ``FEATURES`` (``coef``) decides
     root_model: BoostedTrees | None = None
@@ -361,17 +368,19 @@ class Scorer:
     def from_dict(d: dict) -> Scorer:
         coef = np.array([d["coef"].get(f, 0.0) for f in FEATURES])
         rg = d.get("sibling_test")
-        pair_map = d.get("pair_direction_map")
+        maps = d["direction_map"]
+        if "x" in maps:  # one map for both regimes
+            maps = dict.fromkeys(REGIMES, maps)
         return Scorer(
             coef,
             {k: EdgeModel.from_dict(v) for k, v in (d.get("edge_models") or {}).items()},
-            _mapping(d["direction_map"]),
+            {k: _mapping(m) for k, m in maps.items()},
             float(d["uncertain_below"]),
             d.get("fitted_on", ""),
             SiblingTest.from_dict(rg) if rg else None,
             {r: _mapping(m) for r, m in (d.get("relation_maps") or {}).items()},
             BoostedTrees.from_dict(d["parent_model"]) if d.get("parent_model") else None,
-            _mapping(pair_map) if pair_map else None,
+            dict(d.get("pair_certain_from") or {}),
             BoostedTrees.from_dict(d["root_model"]) if d.get("root_model") else None,
         )
 
@@ -509,26 +518,36 @@ def edge_features(edge: OrientedEdge, members: int) -> np.ndarray:
     )
 
 
+def regime(timed: bool) -> str:
+    """The name of a family's regime: its members carry creation times, or not."""
+    return REGIMES[1] if timed else REGIMES[0]
+
+
 def edge_confidence(edge: OrientedEdge, members: int, timed: bool, scorer: Scorer) -> float:
     """The share of development edges like this one that were right as directed."""
-    model = scorer.edge_models.get("with_times" if timed else "weights_only")
+    model = scorer.edge_models.get(regime(timed))
     if model is None:
         return edge.probability
     return model.confidence(edge_features(edge, members))
 
 
 # a two-member family's direction is stated only where development pairs like it were
-# right this often: a pair has no tree to read a root from, and the weights alone orient
-# pairs barely better than chance (dev seeds 0-49: 66% right, and no range of the
-# direction probability above 90%)
+# right this often (at 95% confidence): a pair has no tree to read a root from, and the
+# weights alone orient pairs barely better than chance
 PAIR_CERTAIN = 0.95
 
 
-def direction_uncertain(edge: OrientedEdge, members: int, scorer: Scorer) -> bool:
-    """Whether the weights cannot tell which end of the edge is the parent."""
-    if members == 2 and scorer.pair_direction_map is not None:
-        return calibrate(edge.probability, scorer.pair_direction_map) < PAIR_CERTAIN
-    return calibrate(edge.probability, scorer.direction_map) < scorer.uncertain_below
+def direction_uncertain(edge: OrientedEdge, members: int, timed: bool, scorer: Scorer) -> bool:
+    """Whether the weights (and times, when ``timed``) cannot tell which end of the edge
+    is the parent."""
+    key = regime(timed)
+    if members == 2 and scorer.pair_certain_from:
+        certain = scorer.pair_certain_from.get(key)
+        return certain is None or edge.probability < certain
+    mapping = scorer.direction_map.get(key)
+    if mapping is None:
+        return False
+    return calibrate(edge.probability, mapping) < scorer.uncertain_below
 
 
 def calibrate(probability: float, mapping: tuple[np.ndarray, np.ndarray]) -> float:

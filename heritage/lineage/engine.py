@@ -389,7 +389,7 @@ def family_lineage(
     graph.nodes[tree.ids[result.root]]["root_confidence"] = round(result.root_probability, 4)
     for e in result.edges:
         parent, child = tree.ids[e.parent], tree.ids[e.child]
-        uncertain = direction_uncertain(e, tree.n, scorer)
+        uncertain = direction_uncertain(e, tree.n, timed, scorer)
         direction = Direction.UNCERTAIN if uncertain else Direction.INFERRED
         conf = edge_confidence(e, tree.n, timed, scorer)
         graph.add_edge(
