@@ -35,6 +35,7 @@ from importlib import resources
 from typing import NamedTuple
 
 import numpy as np
+from scipy.stats import rankdata
 
 from heritage.fingerprint import Fingerprint
 from heritage.lineage.parents import BoostedTrees, RootedFamily, choose_parents, pair_features
@@ -210,15 +211,7 @@ def _ranks(values: np.ndarray) -> np.ndarray:
     """Per column, each row's share of the other rows with a larger value (ties count
     half), so equal values always get equal ranks."""
     n = values.shape[0]
-    out = np.empty(values.shape)
-    for j in range(values.shape[1]):
-        col = np.sort(values[:, j])
-        above = n - np.searchsorted(col, values[:, j], side="right")
-        ties = np.searchsorted(col, values[:, j], side="right") - np.searchsorted(
-            col, values[:, j], side="left"
-        )
-        out[:, j] = (above + 0.5 * (ties - 1)) / max(n - 1, 1)
-    return out
+    return (n - rankdata(values, method="average", axis=0)) / max(n - 1, 1)
 
 
 def _standardised(values: np.ndarray) -> np.ndarray:
