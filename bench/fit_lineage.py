@@ -64,6 +64,7 @@ from heritage.lineage.direction import (
     Scorer,
     edge_features,
     orient,
+    regime,
     root_features,
     root_inputs,
     skeleton_parents,
@@ -517,14 +518,16 @@ def main() -> None:
         f"leave-one-zoo-out: root accuracy {np.mean(root_hits):.3f} over {len(root_hits)} trees;"
         f" tree edges {len(prob)}, right as directed {right.mean():.3f}, either way {either.mean():.3f}"
     )
-    alone = np.array([not o.with_times for o in outcomes])
+    timed = np.array([o.with_times for o in outcomes])
     print(
-        f"  weights only: tree edges {alone.sum()}, right as directed {right[alone].mean():.3f},"
-        f" either way {either[alone].mean():.3f}"
+        f"  weights only: tree edges {(~timed).sum()}, right as directed"
+        f" {right[~timed].mean():.3f}, either way {either[~timed].mean():.3f}"
     )
-    edge_models = {}
-    for key, timed in (("weights_only", False), ("with_times", True)):
-        part = [o for o in outcomes if o.with_times == timed]
+    pair = np.array([o.features[EDGE_FEATURES.index("two_members")] == 1.0 for o in outcomes])
+    edge_models, direction_map, pair_certain = {}, {}, {}
+    for t in (False, True):
+        key = regime(t)
+        part = [o for o in outcomes if o.with_times == t]
         edge_models[key] = fit_edge_model(part)
         print(
             f"reliability of tree edges, {key}, leave-one-zoo-out: decile | edges | stated | right"
@@ -532,16 +535,12 @@ def main() -> None:
         for lo, hi, n, stated, share in reliability(edge_reliability(part)):
             flag = "" if n < 20 or abs(stated - share) <= 0.05 else "  <-- off by more than 0.05"
             print(f"  [{lo:.1f}, {hi:.1f}) | {n:5d} | {stated:.3f} | {share:.3f}{flag}")
-    relation_maps = fit_relation_maps(args.zoo)
-    pair = np.array([o.features[EDGE_FEATURES.index("two_members")] == 1.0 for o in outcomes])
-    timed = np.array([o.with_times for o in outcomes])
-    direction_map, pair_certain = {}, {}
-    for key, t in (("weights_only", False), ("with_times", True)):
         here = timed == t
         direction_map[key] = isotonic(prob[either & ~pair & here], right[either & ~pair & here])
         pair_certain[key] = certain_from(prob[pair & here], right[pair & here], PAIR_CERTAIN)
         n_stated = int((prob[pair & here] >= (pair_certain[key] or np.inf)).sum())
         print(f"pairs, {key}: direction stated from {pair_certain[key]} ({n_stated} dev pairs)")
+    relation_maps = fit_relation_maps(args.zoo)
     doc = {
         "fitted_on": ", ".join(labels),
         "how": "bench/fit_lineage.py: boosted-tree root model (pairwise logistic fallback); boosted-tree parent model; leave-one-zoo-out isotonic maps",
