@@ -271,25 +271,29 @@ def _mode_entries(tau_c: np.ndarray, tau_p: np.ndarray) -> tuple[np.ndarray, flo
     return pos & (key == values[k]), float(np.exp(values[k] * 1e-3))
 
 
-def _cover(
-    tau_c: np.ndarray, taus: dict[int, np.ndarray], min_share: float
-) -> list[tuple[int, float]]:
+class _Cover(NamedTuple):
+    parent: int
+    ratio: float  # tau_c / tau_parent on the entries it explains
+    entries: np.ndarray  # the entries of tau_c it explains (before the others chosen)
+
+
+def _cover(tau_c: np.ndarray, taus: dict[int, np.ndarray], min_share: float) -> list[_Cover]:
     """Greedily, the models whose changes (times a constant) explain the most entries of
     ``tau_c`` not yet explained, while each adds at least ``min_share`` of them."""
     found = {p: _mode_entries(tau_c, t) for p, t in taus.items()}
     explained = np.zeros(len(tau_c), dtype=bool)
-    out: list[tuple[int, float]] = []
+    out: list[_Cover] = []
     while True:
-        gains = {
-            p: int((m & ~explained).sum()) for p, (m, _) in found.items() if p not in dict(out)
-        }
+        chosen = {c.parent for c in out}
+        gains = {p: int((m & ~explained).sum()) for p, (m, _) in found.items() if p not in chosen}
         if not gains:
             return out
         best = min(gains, key=lambda p: (-gains[p], p))
         if gains[best] < min_share * len(tau_c):
             return out
-        out.append((best, found[best][1]))
-        explained |= found[best][0]
+        mask, ratio = found[best]
+        out.append(_Cover(best, ratio, mask))
+        explained |= mask
 
 
 def _whole_tensor_step(changed: np.ndarray, slices: Sequence[slice]) -> bool:
@@ -387,14 +391,13 @@ def find_sparse_merges(
             parents = _cover(tau_c, taus, min_share)
             if len(parents) < 2:
                 continue
-            masks = [_mode_entries(tau_c, taus[p])[0] for p, _ in parents]
-            if not _by_whole_tensors(masks, changed, slices):
+            if not _by_whole_tensors([p.entries for p in parents], changed, slices):
                 merge = Merge(
                     c,
-                    tuple(p for p, _ in parents),
-                    tuple(r for _, r in parents),
+                    tuple(p.parent for p in parents),
+                    tuple(p.ratio for p in parents),
                     0.0,
-                    tuple(dist(c, p) for p, _ in parents),
+                    tuple(dist(c, p.parent) for p in parents),
                     b,
                 )
                 readings.append((_spread(merge, dist), b, merge))
