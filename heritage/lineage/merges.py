@@ -22,8 +22,10 @@ __all__ = [
     "Merge",
     "TensorGram",
     "affine_fit",
+    "by_whole_tensors",
     "find_merges",
     "find_sparse_merges",
+    "whole_tensor_step",
 ]
 
 # families up to this size look for a merge's second parent among all their members,
@@ -296,7 +298,7 @@ def _cover(tau_c: np.ndarray, taus: dict[int, np.ndarray], min_share: float) -> 
         explained |= mask
 
 
-def _whole_tensor_step(changed: np.ndarray, slices: Sequence[slice]) -> bool:
+def whole_tensor_step(changed: np.ndarray, slices: Sequence[slice]) -> bool:
     """Whether two models differ by whole tensors: some tensors in every entry, the
     others in none. That is an adapter and its base (a LoRA changes its target modules
     and nothing else), not a sparse merge and its base, whose task vectors reach into
@@ -310,7 +312,7 @@ def _whole_tensor_step(changed: np.ndarray, slices: Sequence[slice]) -> bool:
     )
 
 
-def _by_whole_tensors(
+def by_whole_tensors(
     masks: Sequence[np.ndarray], changed: np.ndarray, slices: Sequence[slice]
 ) -> bool:
     """Whether each changed tensor is explained (99% of its changed entries) by a single
@@ -360,8 +362,8 @@ def find_sparse_merges(
     least ``min_equal`` of ``probe`` sampled entries (float32 values never coincide by
     chance that often), the merged models among its ``pool`` nearest. With the tensors'
     ``slices``, a reading in which every changed tensor comes whole from one parent
-    (``_by_whole_tensors``), or whose base differs from the merge by whole tensors
-    (``_whole_tensor_step``), is refused.
+    (``by_whole_tensors``), or whose base differs from the merge by whole tensors
+    (``whole_tensor_step``), is refused.
     """
     core = [i for i in core if exact[i]]
     if len(core) < 4 or raw.shape[1] == 0:
@@ -381,7 +383,7 @@ def find_sparse_merges(
         readings = []
         for b in bases:
             changed = raw[c] != raw[b]
-            if changed.all() or not changed.any() or _whole_tensor_step(changed, slices):
+            if changed.all() or not changed.any() or whole_tensor_step(changed, slices):
                 continue
             base = raw[b, changed].astype(np.float64)
             tau_c = raw[c, changed].astype(np.float64) - base
@@ -391,7 +393,7 @@ def find_sparse_merges(
             parents = _cover(tau_c, taus, min_share)
             if len(parents) < 2:
                 continue
-            if not _by_whole_tensors([p.entries for p in parents], changed, slices):
+            if not by_whole_tensors([p.entries for p in parents], changed, slices):
                 merge = Merge(
                     c,
                     tuple(p.parent for p in parents),

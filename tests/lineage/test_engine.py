@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from heritage.lineage import LineageSettings, ModelInput, recover_lineage
 from heritage.lineage.direction import Scorer
-from heritage.lineage.merges import _by_whole_tensors, _whole_tensor_step
+from heritage.lineage.merges import by_whole_tensors, whole_tensor_step
 from heritage.lineage.types import Direction, Relation
 from tests.lineage.synthetic import average, bf16, finetune, forest, int8, make, root
 
@@ -415,21 +415,21 @@ def test_a_sparse_merge_reading_with_every_tensor_from_one_parent_is_refused():
     slices = [slice(0, 20), slice(20, 40)]
     first = np.r_[np.ones(19, bool), np.zeros(19, bool)]  # the whole first tensor
     second = ~first
-    assert _by_whole_tensors([first, second], changed, slices)
+    assert by_whole_tensors([first, second], changed, slices)
     alternating = np.arange(38) % 2 == 0  # each tensor from both parents
-    assert not _by_whole_tensors([alternating, ~alternating], changed, slices)
+    assert not by_whole_tensors([alternating, ~alternating], changed, slices)
 
 
-def test_a_base_that_differs_from_the_merge_by_whole_tensors_is_an_adapter_pair():
+def test_a_base_that_differs_from_the_mergeby_whole_tensors_is_an_adapter_pair():
     """A LoRA changes its target tensors in every entry and leaves the others alone; a
     sparse merge's task vectors reach into every tensor, never all of its entries."""
     slices = [slice(0, 20), slice(20, 40), slice(40, 60)]
     lora = np.r_[np.ones(20, bool), np.zeros(40, bool)]
-    assert _whole_tensor_step(lora, slices)
+    assert whole_tensor_step(lora, slices)
     rng = np.random.default_rng(0)
     dare = rng.random(60) < 0.5
-    assert not _whole_tensor_step(dare, slices)
-    assert not _whole_tensor_step(np.ones(60, bool), slices)  # every entry: not a LoRA
+    assert not whole_tensor_step(dare, slices)
+    assert not whole_tensor_step(np.ones(60, bool), slices)  # every entry: not a LoRA
 
 
 def test_a_large_group_takes_the_sparse_path_and_finds_the_same_tree():
