@@ -238,7 +238,7 @@ def index_local(
     run = RunInfo(run_id=str(run_id), started_at=utcnow())
     db_path = Path(os.path.abspath(db))
     with index_lock(db_path):
-        previous = read_index(db_path)
+        previous = read_index(db_path, fingerprints=False)
         discovery = discover_models(paths)
         plan = plan_models(discovery, previous, full)
         journal = Journal(db_path)

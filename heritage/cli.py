@@ -245,7 +245,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         max_bytes = parse_size(args.max_size)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    previous = read_index(args.db)
+    previous = read_index(args.db, fingerprints=False)
     taken = set(previous.models["name"].drop_nulls().to_list())
     try:
         upload = add_to_lake(
@@ -264,7 +264,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     _preflight(roots, args.db)
     report = _run_index(args, roots)
     _print_report(report, sys.stdout)
-    row = read_index(args.db).models.filter(pl.col("name") == args.name)
+    row = read_index(args.db, fingerprints=False).models.filter(pl.col("name") == args.name)
     if row.is_empty():
         print(f"heritage: error: {args.name} was copied but not indexed", file=sys.stderr)
         return 1

@@ -11,6 +11,7 @@ again gives.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from heritage.crawl.plan import META_PATHS, META_ROOTS, Entry, FileState, Plan
 from heritage.crawl.read import ReadResult
 from heritage.index import (
     IndexData,
+    StoredPrints,
     combined_sha256,
     edges_frame,
     families_frame,
@@ -37,6 +39,7 @@ from heritage.index import (
     to_timestamp,
 )
 from heritage.index.frames import ORDER_BY
+from heritage.index.prints import PrintReader
 from heritage.lineage import (
     METHOD,
     FamilyJob,
@@ -46,7 +49,7 @@ from heritage.lineage import (
     merge_families,
     recover_lineage,
 )
-from heritage.lineage.incremental import plan_update
+from heritage.lineage.incremental import ModelPool, StoredModel, plan_update
 from heritage.lineage.types import Direction, Relation
 from heritage.summary import FileSummary
 
@@ -296,22 +299,37 @@ def _close(x: float | None, y: float | None) -> bool:
 
 def lineage_graph(models: pl.DataFrame, fps: pl.DataFrame, tensors: pl.DataFrame) -> nx.DiGraph:
     """Recover lineage over every ok model from stored fingerprint rows and created_at."""
-    return recover_lineage(_inputs(models, fps, tensors))
+    pool = model_pool(models, fps, tensors)
+    return recover_lineage(pool.get(pool.ids))
 
 
-def _inputs(models: pl.DataFrame, fps: pl.DataFrame, tensors: pl.DataFrame) -> list[ModelInput]:
-    """Every ok model's stored fingerprint and creation time, as lineage takes them."""
+def _epoch(when: datetime | None) -> float | None:
+    return when.replace(tzinfo=UTC).timestamp() if when else None
+
+
+def model_pool(
+    models: pl.DataFrame,
+    fps: pl.DataFrame,
+    tensors: pl.DataFrame,
+    stored: PrintReader | None = None,
+) -> ModelPool:
+    """Every ok model with its fingerprint and creation time, as lineage takes them: the
+    models whose rows are in ``fps`` in memory, those whose rows stay in an index file
+    (read through ``stored``) read from it only when a step needs them."""
     ok = set(models.filter(pl.col("status") == "ok")["model_id"].to_list())
-    prints = fingerprints_from_frame(
-        fps.filter(pl.col("model_id").is_in(list(ok))),
-        tensors.filter(pl.col("model_id").is_in(list(ok))),
-    )
+    fps = fps.filter(pl.col("model_id").is_in(list(ok)))
+    here = fps["model_id"].unique().to_list()
+    prints = fingerprints_from_frame(fps, tensors.filter(pl.col("model_id").is_in(here)))
     created = dict(zip(models["model_id"], models["created_at"], strict=True))
-    inputs = []
-    for mid, fp in prints.items():
-        when = created.get(mid)
-        inputs.append(ModelInput(mid, fp, when.replace(tzinfo=UTC).timestamp() if when else None))
-    return inputs
+    inputs = [ModelInput(mid, fp, _epoch(created.get(mid))) for mid, fp in prints.items()]
+    if stored is None:
+        return ModelPool(inputs)
+    architectures = stored.architectures()
+    stubs = [
+        StoredModel(mid, architectures[mid], _epoch(created.get(mid)))
+        for mid in sorted(ok.intersection(stored.stored.ids) - set(prints))
+    ]
+    return ModelPool(inputs, stubs, stored.fingerprints, stored.samples)
 
 
 @dataclass
@@ -332,19 +350,24 @@ def lineage_work(
     previous: IndexData,
     changed: Collection[str],
     everything: bool = False,
+    stored: StoredPrints | None = None,
 ) -> LineageWork:
     """The families a change touches (heritage.lineage.incremental), as jobs for
     ``family_lineage``; all of them with ``everything`` (a full run), or when the
-    previous index has no lineage or was made by another engine."""
+    previous index has no lineage or was made by another engine. Fingerprints in
+    ``stored`` are read from their file only for the families planned again (and,
+    a chunk at a time, for the kin search)."""
     placed = previous.models.filter(pl.col("family_id").is_not_null())
     family = dict(zip(placed["model_id"], placed["family_id"], strict=True))
     methods = set(previous.edges["method"].drop_nulls().to_list())
-    inputs = _inputs(models, fps, tensors)
-    if everything or not family or (methods and methods != {METHOD}):
-        return LineageWork(family_jobs(inputs), {}, len(inputs))
-    plan = plan_update(family, lambda f: family_graph(previous, f), inputs, changed)
-    kept = {m.id for m in inputs} - plan.touched.models
-    jobs = family_jobs([m for m in inputs if m.id in plan.replan])
+    with contextlib.ExitStack() as stack:
+        reader = None if stored is None else stack.enter_context(PrintReader(stored))
+        pool = model_pool(models, fps, tensors, reader)
+        if everything or not family or (methods and methods != {METHOD}):
+            return LineageWork(family_jobs(pool.get(pool.ids)), {}, len(pool.ids))
+        plan = plan_update(family, lambda f: family_graph(previous, f), pool, changed)
+        kept = set(pool.ids) - plan.touched.models
+        jobs = family_jobs(pool.get(sorted(plan.replan)))
     return LineageWork(jobs, {m: family[m] for m in kept}, len(plan.replan), plan.attached)
 
 
@@ -421,6 +444,9 @@ class Draft:
     models: pl.DataFrame
     fingerprints: pl.DataFrame
     tensors: pl.DataFrame
+    # fingerprint rows of kept models left in the previous index file (read_index with
+    # fingerprints=False): copied file to file on write, read by family for lineage
+    stored_prints: StoredPrints | None = None
 
 
 def build_tables(
@@ -470,7 +496,8 @@ def build_tables(
     models = pl.concat([models_frame(rows), others.select(list(schema)).cast(schema)])
     fps = pl.concat([_copy_rows(previous.fingerprints, keep), fingerprints_frame(fresh)])
     tensors = pl.concat([_copy_rows(previous.tensors, keep), tensors_frame(fresh)])
-    return Draft(plan, run, report, models, fps, tensors)
+    stored = None if previous.stored_prints is None else previous.stored_prints.renamed(keep)
+    return Draft(plan, run, report, models, fps, tensors, stored)
 
 
 def draft_lineage_work(draft: Draft, previous: IndexData) -> LineageWork:
@@ -483,6 +510,7 @@ def draft_lineage_work(draft: Draft, previous: IndexData) -> LineageWork:
         previous,
         [*report.added, *report.changed],
         everything=draft.plan.full,
+        stored=draft.stored_prints,
     )
 
 
@@ -539,6 +567,7 @@ def add_lineage(
         edges=_sorted("edges", edges),
         runs=runs,
         meta=meta,
+        stored_prints=draft.stored_prints,
     )
     report.seconds = (finished - to_timestamp(run.started_at)).total_seconds()
     return data, report

@@ -141,7 +141,7 @@ def run_index(
     db = Path(db)
     run = RunInfo(run_id=new_run_id(), started_at=utcnow(), flow="index-local-plain")
     with index_lock(db):
-        previous: IndexData = read_index(db)
+        previous: IndexData = read_index(db, fingerprints=False)
         discovery = discover(paths, on_folder=current().discovering)
         log_discovery(discovery, log)
         plan = plan_run(discovery, previous, full=full)

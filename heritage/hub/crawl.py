@@ -320,7 +320,7 @@ def run_hub(
     report = HubReport(db=str(db))
     started = utcnow()
     with index_lock(db):
-        previous = read_index(db)
+        previous = read_index(db, fingerprints=False)
         infos = list_repos(
             api,
             search=search,
@@ -381,11 +381,14 @@ def run_hub(
                 fingerprints_frame(fresh),
             ]
         )
+        stored = None if previous.stored_prints is None else previous.stored_prints.only(keep)
         tensors = pl.concat(
             [previous.tensors.filter(pl.col("model_id").is_in(list(keep))), tensors_frame(fresh)]
         )
         # only the families the freshly read models (and removed ones) touch are planned
-        work = lineage_work(models, fps, tensors, previous, list(fresh), everything=full)
+        work = lineage_work(
+            models, fps, tensors, previous, list(fresh), everything=full, stored=stored
+        )
         models, edges, fam = relate_work(
             models, previous, work, [family_lineage(job) for job in work.jobs]
         )
@@ -414,6 +417,7 @@ def run_hub(
             edges=edges,
             runs=pl.concat([previous.runs, table_frame("runs", [run_row])]),
             meta={k: v for k, v in previous.meta.items() if k != "written_at"},
+            stored_prints=stored,
         )
         write_index(db, data)
     return report

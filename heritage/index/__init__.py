@@ -9,6 +9,7 @@ from heritage.index.frames import (
     SCHEMA_ENUMS,
     TABLES,
     IndexData,
+    StoredPrints,
     combined_sha256,
     edges_frame,
     empty_frame,
@@ -27,6 +28,7 @@ from heritage.index.frames import (
     tensors_frame,
     to_timestamp,
 )
+from heritage.index.prints import PrintReader, read_fingerprints
 from heritage.index.store import (
     SCHEMA_VERSION,
     STORAGE_VERSION,
@@ -47,6 +49,8 @@ __all__ = [
     "TABLES",
     "IndexData",
     "IndexVersionError",
+    "PrintReader",
+    "StoredPrints",
     "backup_path",
     "check_schema_version",
     "combined_sha256",
@@ -61,6 +65,7 @@ __all__ = [
     "fingerprints_from_frame",
     "model_row",
     "models_frame",
+    "read_fingerprints",
     "read_index",
     "read_meta",
     "schema_sql",

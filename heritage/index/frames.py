@@ -113,12 +113,37 @@ def table_frame(table: str, rows: Iterable[Mapping[str, Any]]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=schema)
 
 
+@dataclass(frozen=True)
+class StoredPrints:
+    """Fingerprint rows left in an index file instead of memory (a model lake's
+    fingerprints outgrow RAM): loaded by model when lineage needs them
+    (``heritage.index.prints``), copied file to file when the index is written.
+
+    ``ids`` maps each model's id in the index being built to its id in ``path``.
+    """
+
+    path: str
+    ids: Mapping[str, str] = field(default_factory=dict)
+
+    def renamed(self, renames: Mapping[str, str]) -> StoredPrints:
+        """The rows of the models in ``renames`` (id now -> id next) only, under their
+        next ids."""
+        return StoredPrints(self.path, {renames[k]: v for k, v in self.ids.items() if k in renames})
+
+    def only(self, model_ids: Iterable[str]) -> StoredPrints:
+        """The rows of ``model_ids`` only."""
+        keep = set(model_ids)
+        return StoredPrints(self.path, {k: v for k, v in self.ids.items() if k in keep})
+
+
 @dataclass
 class IndexData:
     """Everything the index file holds, one polars frame per table.
 
     ``meta`` carries extra key/value facts; the store adds and overrides its reserved
     keys (schema_version, tool_version, storage_version, written_at) on write.
+    ``stored_prints`` names fingerprint rows that stay in a file (``read_index`` with
+    ``fingerprints=False``); the frame then holds only the rows not among them.
     """
 
     models: pl.DataFrame = field(default_factory=lambda: empty_frame("models"))
@@ -128,6 +153,7 @@ class IndexData:
     edges: pl.DataFrame = field(default_factory=lambda: empty_frame("edges"))
     runs: pl.DataFrame = field(default_factory=lambda: empty_frame("runs"))
     meta: dict[str, str] = field(default_factory=dict)
+    stored_prints: StoredPrints | None = None
 
     def frames(self) -> dict[str, pl.DataFrame]:
         """The table frames by table name, in write order."""
@@ -137,13 +163,22 @@ class IndexData:
         """Rebuild one model's Fingerprint from the stored rows."""
         rows = self.fingerprints.filter(pl.col("model_id") == model_id)
         if rows.is_empty():
+            if self.stored_prints is not None and model_id in self.stored_prints.ids:
+                from heritage.index.prints import read_fingerprints
+
+                return read_fingerprints(self.stored_prints, [model_id])[model_id]
             raise KeyError(f"no fingerprint stored for model {model_id!r}")
         tensors = self.tensors.filter(pl.col("model_id") == model_id)
         return fingerprint_from_rows(rows, tensors)
 
     def all_fingerprints(self) -> dict[str, Fingerprint]:
-        """Every stored Fingerprint by model_id, e.g. to recompute lineage."""
-        return fingerprints_from_frame(self.fingerprints, self.tensors)
+        """Every stored Fingerprint by model_id (those left in a file too, all read)."""
+        prints = fingerprints_from_frame(self.fingerprints, self.tensors)
+        if self.stored_prints is not None:
+            from heritage.index.prints import read_fingerprints
+
+            prints.update(read_fingerprints(self.stored_prints, list(self.stored_prints.ids)))
+        return dict(sorted(prints.items()))
 
 
 # ---------------------------------------------------------------- fingerprints and tensors
@@ -207,13 +242,55 @@ def tensors_frame(fps: Mapping[str, Fingerprint]) -> pl.DataFrame:
     return table_frame("tensors", (r for m, fp in fps.items() for r in tensor_rows(m, fp)))
 
 
-def _stats_by_tensor(tensors: pl.DataFrame | None) -> dict[str, dict[str, float]]:
-    if tensors is None:
+def _stats_by_tensor(tensors: pl.DataFrame | None) -> dict[tuple[str, str], dict[str, float]]:
+    """(model_id, tensor name) -> the statistics its tensors row stores."""
+    if tensors is None or tensors.is_empty():
         return {}
-    out = {}
-    for row in tensors.iter_rows(named=True):
-        out[row["name"]] = {k: row[c] for k, c in STAT_COLUMNS.items() if row.get(c) is not None}
-    return out
+    columns = ["model_id", "name", *STAT_COLUMNS.values()]
+    return {
+        (r[0], r[1]): {k: v for k, v in zip(STAT_COLUMNS, r[2:], strict=True) if v is not None}
+        for r in tensors.select(columns).iter_rows()
+    }
+
+
+def _tensor_print(row: Mapping[str, Any], stats: Mapping[str, float] | None) -> TensorPrint:
+    n_rows, n_cols = int(row["n_rows"]), int(row["n_cols"])
+    blob = row["values"] or b""
+    if len(blob) != 4 * n_rows * n_cols:
+        raise ValueError(
+            f"tensor {row['tensor']!r}: {len(blob)} value bytes for a {n_rows}x{n_cols} matrix"
+        )
+    values = np.frombuffer(blob, dtype="<f4").reshape(n_rows, n_cols).astype(np.float32)
+    return TensorPrint(
+        name=row["tensor"],
+        dtype=row["dtype"],
+        shape=tuple(int(s) for s in row["shape"]),
+        rows=np.asarray(row["rows"], dtype=np.int64),
+        cols=(int(row["col_start"]), int(row["col_stop"])),
+        values=values,
+        stats=dict(stats) if stats is not None else tensor_stats(values),
+    )
+
+
+def _fingerprints(rows: pl.DataFrame, tensors: pl.DataFrame | None) -> dict[str, Fingerprint]:
+    """Every model's Fingerprint in one pass over the rows (no per-model frame work)."""
+    if rows.is_empty():
+        return {}
+    stats = _stats_by_tensor(tensors)
+    if "position" in rows.columns:
+        rows = rows.sort("model_id", "position", nulls_last=True, maintain_order=True)
+    else:
+        rows = rows.sort("model_id", maintain_order=True)
+    prints: dict[str, dict[str, TensorPrint]] = {}
+    settings: dict[str, FingerprintSettings] = {}
+    for row in rows.iter_rows(named=True):
+        model = row.get("model_id") or ""
+        name = row["tensor"]
+        prints.setdefault(model, {})[name] = _tensor_print(row, stats.get((model, name)))
+        settings.setdefault(model, FingerprintSettings())
+        if row.get("sample_rows") is not None and row.get("sample_cols") is not None:
+            settings[model] = FingerprintSettings(int(row["sample_rows"]), int(row["sample_cols"]))
+    return {m: Fingerprint(prints[m], settings[m]) for m in sorted(prints)}
 
 
 def fingerprint_from_rows(rows: pl.DataFrame, tensors: pl.DataFrame | None = None) -> Fingerprint:
@@ -225,49 +302,18 @@ def fingerprint_from_rows(rows: pl.DataFrame, tensors: pl.DataFrame | None = Non
     ids = rows.get_column("model_id").unique().to_list() if "model_id" in rows.columns else []
     if len(ids) > 1:
         raise ValueError(f"rows of several models given: {sorted(ids)[:3]}...")
-    stats = _stats_by_tensor(tensors)
-    if "position" in rows.columns:
-        rows = rows.sort("position", nulls_last=True, maintain_order=True)
-    prints: dict[str, TensorPrint] = {}
-    settings = FingerprintSettings()
-    for row in rows.iter_rows(named=True):
-        n_rows, n_cols = int(row["n_rows"]), int(row["n_cols"])
-        blob = row["values"] or b""
-        if len(blob) != 4 * n_rows * n_cols:
-            raise ValueError(
-                f"tensor {row['tensor']!r}: {len(blob)} value bytes for a {n_rows}x{n_cols} matrix"
-            )
-        values = np.frombuffer(blob, dtype="<f4").reshape(n_rows, n_cols).astype(np.float32)
-        name = row["tensor"]
-        prints[name] = TensorPrint(
-            name=name,
-            dtype=row["dtype"],
-            shape=tuple(int(s) for s in row["shape"]),
-            rows=np.asarray(row["rows"], dtype=np.int64),
-            cols=(int(row["col_start"]), int(row["col_stop"])),
-            values=values,
-            stats=stats[name] if name in stats else tensor_stats(values),
-        )
-        if row.get("sample_rows") is not None and row.get("sample_cols") is not None:
-            settings = FingerprintSettings(int(row["sample_rows"]), int(row["sample_cols"]))
-    return Fingerprint(prints, settings)
+    rows = rows.with_columns(pl.lit("").alias("model_id"))  # one model, whatever its id
+    if tensors is not None:
+        tensors = tensors.with_columns(pl.lit("").alias("model_id"))
+    found = _fingerprints(rows, tensors)
+    return next(iter(found.values())) if found else Fingerprint({}, FingerprintSettings())
 
 
 def fingerprints_from_frame(
     rows: pl.DataFrame, tensors: pl.DataFrame | None = None
 ) -> dict[str, Fingerprint]:
     """Rebuild every model's Fingerprint from the fingerprints (and tensors) tables."""
-    by_model = {}
-    if tensors is not None and not tensors.is_empty():
-        by_model = {k[0]: g for k, g in tensors.partition_by("model_id", as_dict=True).items()}
-    if rows.is_empty():
-        return {}
-    return {
-        key[0]: fingerprint_from_rows(group, by_model.get(key[0]))
-        for key, group in sorted(
-            rows.partition_by("model_id", as_dict=True).items(), key=lambda kv: kv[0]
-        )
-    }
+    return _fingerprints(rows, tensors)
 
 
 # ---------------------------------------------------------------- models

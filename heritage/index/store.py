@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,7 +22,15 @@ import duckdb
 import polars as pl
 
 from heritage import __version__
-from heritage.index.frames import ORDER_BY, TABLES, IndexData, schema_sql, table_schema
+from heritage.index.frames import (
+    ORDER_BY,
+    TABLES,
+    IndexData,
+    StoredPrints,
+    empty_frame,
+    schema_sql,
+    table_schema,
+)
 
 # Bump on any change to schema.sql; readers refuse files from a newer schema.
 SCHEMA_VERSION = 3
@@ -41,6 +50,10 @@ RESERVED_META = ("schema_version", "tool_version", "storage_version", "written_a
 CATALOG = "heritage"  # catalog name of the index in connections from connect_readonly
 _NEW = "heritage_new"  # catalog name of the file being written
 _FRAME = "heritage_frame"  # name a frame is registered under while it is inserted
+IDS_RELATION = (
+    "heritage_ids"  # (model_id, stored_id) of fingerprint rows read or copied from a file
+)
+_OLD = "heritage_old"  # catalog name of the file stored fingerprint rows are copied from
 
 
 class IndexVersionError(RuntimeError):
@@ -174,18 +187,30 @@ def connect_readonly(path: Path | str) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def read_index(path: Path | str) -> IndexData:
-    """Every table of an index as polars frames; empty frames when there is no file yet."""
+def read_index(path: Path | str, *, fingerprints: bool = True) -> IndexData:
+    """Every table of an index as polars frames; empty frames when there is no file yet.
+
+    With ``fingerprints=False`` the fingerprint rows (the bulk of a large index) stay in
+    the file: the frame is empty and ``stored_prints`` names them, so lineage loads them
+    by family (``read_fingerprints``) and ``write_index`` copies them file to file. A
+    file from an older schema is read whole.
+    """
     path = Path(path)
     if not path.exists():
         return IndexData()
     con = connect_readonly(path)
     try:
+        lazy = not fingerprints and check_schema_version(read_meta(con), path) == SCHEMA_VERSION
         frames = {
             t: con.sql(f"SELECT * FROM {t} ORDER BY {ORDER_BY[t]}").pl().cast(table_schema(t))
             for t in TABLES
+            if not (lazy and t == "fingerprints")
         }
-        return IndexData(**frames, meta=read_meta(con))
+        stored = None
+        if lazy:
+            ids = con.sql("SELECT DISTINCT model_id FROM fingerprints ORDER BY model_id")
+            stored = StoredPrints(str(path.absolute()), {m: m for (m,) in ids.fetchall()})
+        return IndexData(**frames, meta=read_meta(con), stored_prints=stored)
     finally:
         con.close()
 
@@ -223,6 +248,59 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> 
         con.unregister(_FRAME)
 
 
+def register_ids(con: duckdb.DuckDBPyConnection, stored: StoredPrints, ids: Sequence[str]) -> None:
+    """Register (model_id, stored_id, pos) of ``ids`` as the relation ``IDS_RELATION``:
+    their ids in the index being built, in ``stored.path``, and their place in ``ids``."""
+    missing = [i for i in ids if i not in stored.ids]
+    if missing:
+        raise KeyError(f"{stored.path}: no fingerprint stored for model {missing[0]!r}")
+    frame = pl.DataFrame(
+        {
+            "model_id": list(ids),
+            "stored_id": [stored.ids[i] for i in ids],
+            "pos": list(range(len(ids))),
+        },
+        schema={"model_id": pl.String, "stored_id": pl.String, "pos": pl.Int64},
+    )
+    con.register(IDS_RELATION, frame)
+
+
+def _insert_with_stored(
+    con: duckdb.DuckDBPyConnection, frame: pl.DataFrame, stored: StoredPrints
+) -> None:
+    """The fingerprints table: the stored rows of ``stored.path`` (under their new ids),
+    copied inside DuckDB without passing through Python, then the frame's rows. Rows are
+    not sorted in the file (readers order them); kept rows keep their file order."""
+    if not stored.ids:
+        _insert(con, "fingerprints", frame)
+        return
+    columns = table_schema("fingerprints").names()
+    frame = frame.select(columns) if frame.width else empty_frame("fingerprints")
+    names = ", ".join(f'"{c}"' for c in columns)
+    rest = ", ".join(f't."{c}"' for c in columns if c != "model_id")
+    con.execute(f"ATTACH {_sql_string(stored.path)} AS {_OLD} (READ_ONLY)")
+    try:
+        register_ids(con, stored, list(stored.ids))
+        con.register(_FRAME, frame)
+        # rows whose id stays (the usual case) need no payload from the join
+        con.execute(
+            f"INSERT INTO fingerprints ({names}) SELECT t.model_id, {rest} FROM {_OLD}.main.fingerprints t SEMI JOIN "
+            f"(SELECT stored_id FROM {IDS_RELATION} WHERE model_id = stored_id) i "
+            f"ON t.model_id = i.stored_id"
+        )
+        con.execute(
+            f"INSERT INTO fingerprints ({names}) "
+            f"SELECT i.model_id, {rest} FROM {_OLD}.main.fingerprints t "
+            f"JOIN {IDS_RELATION} i ON t.model_id = i.stored_id AND i.model_id <> i.stored_id"
+        )
+        con.execute(f"INSERT INTO fingerprints ({names}) SELECT {names} FROM {_FRAME}")
+    finally:
+        for name in (_FRAME, IDS_RELATION):
+            with contextlib.suppress(duckdb.Error):
+                con.unregister(name)
+        con.execute(f"DETACH {_OLD}")
+
+
 def _meta_frame(extra: dict[str, str]) -> pl.DataFrame:
     meta = {str(k): str(v) for k, v in extra.items() if k not in RESERVED_META}
     meta.update(
@@ -248,7 +326,10 @@ def _build(tmp: Path, data: IndexData) -> None:
         con.execute(f"USE {_NEW}")
         con.execute(schema_sql())
         for table, frame in data.frames().items():
-            _insert(con, table, frame)
+            if table == "fingerprints" and data.stored_prints is not None:
+                _insert_with_stored(con, frame, data.stored_prints)
+            else:
+                _insert(con, table, frame)
         _insert(con, "meta", _meta_frame(data.meta))
         con.execute(f"CHECKPOINT {_NEW}")
         con.execute("USE memory")

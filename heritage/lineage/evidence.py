@@ -9,7 +9,7 @@ identical in every model of the group carry no information about who descends fr
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,11 +19,21 @@ from heritage.fingerprint import Fingerprint, TensorPrint
 
 def architecture_key(fp: Fingerprint) -> str:
     """Models with equal keys can be compared: same tensor names and row shapes."""
+    return architecture_key_of((name, t.shape) for name, t in fp.tensors.items())
+
+
+ARCHITECTURE_KEY_CHARS = 16  # hex digits of the hash kept
+
+
+def architecture_key_of(shapes: Iterable[tuple[str, Sequence[int]]]) -> str:
+    """``architecture_key`` from a fingerprint's (tensor name, shape) pairs alone: the
+    sha256 of one line "name, tab, row shape (comma-separated), tab, number of axes"
+    per tensor, by name (``index.prints`` computes the same inside DuckDB)."""
     h = hashlib.sha256()
-    for name in sorted(fp.tensors):
-        t = fp.tensors[name]
-        h.update(f"{name}\t{','.join(map(str, t.row_shape))}\t{len(t.shape)}\n".encode())
-    return h.hexdigest()[:16]
+    for name, shape in sorted(shapes):
+        row_shape = ",".join(map(str, tuple(shape)[1:]))
+        h.update(f"{name}\t{row_shape}\t{len(shape)}\n".encode())
+    return h.hexdigest()[:ARCHITECTURE_KEY_CHARS]
 
 
 @dataclass

@@ -7,7 +7,9 @@ import shutil
 import pytest
 
 import heritage.crawl.read as read_mod
+import heritage.lineage.incremental as incremental
 from heritage.crawl import IndexBusy, index_lock, run_index
+from heritage.index import PrintReader
 
 from .helpers import SOME_MODELS, assert_same_index, copy_models, models_by_id
 
@@ -94,3 +96,34 @@ def test_a_new_model_replans_only_its_family_and_matches_a_clean_run(small_zoo, 
     clean = tmp_path / "clean.duckdb"
     run_index([root], clean)
     assert_same_index(db, clean, ignore_indexed_at=True)
+
+
+def test_an_incremental_run_reads_stored_fingerprints_by_family(small_zoo, tmp_path, monkeypatch):
+    """Kept fingerprints stay in the index file: the kin search reads their sampled
+    values a chunk at a time, and only the family the new model joins is read whole."""
+    mlp_a = ["northwind/mlp-a", "alice/mlp-a-instruct"]
+    mlp_b = ["lumenlabs/mlp-b", "alice/mlp-b-domain"]
+    root = copy_models(small_zoo, tmp_path / "m", [*mlp_a, *mlp_b])
+    db = tmp_path / "i.duckdb"
+    run_index([root], db)
+    whole: list[list[str]] = []
+    sampled: list[list[str]] = []
+    fingerprints, samples = PrintReader.fingerprints, PrintReader.samples
+
+    def read_whole(self, ids):
+        whole.append(list(ids))
+        return fingerprints(self, ids)
+
+    def read_samples(self, ids, wanted):
+        sampled.append(list(ids))
+        return samples(self, ids, wanted)
+
+    monkeypatch.setattr(PrintReader, "fingerprints", read_whole)
+    monkeypatch.setattr(PrintReader, "samples", read_samples)
+    monkeypatch.setattr(incremental, "SAMPLE_BUDGET", 1)  # one model per chunk
+    copy_models(small_zoo, root, ["longrun/mlp-a-continued-step75"])
+    report = run_index([root], db)
+    assert report.added == ["longrun/mlp-a-continued-step75"]
+    assert sorted(m for ids in sampled for m in ids) == sorted([*mlp_a, *mlp_b])
+    assert max(len(ids) for ids in sampled) == 1
+    assert sorted(m for ids in whole for m in ids) == sorted(mlp_a)

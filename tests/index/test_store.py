@@ -17,13 +17,16 @@ from heritage.index import (
     TABLES,
     IndexData,
     IndexVersionError,
+    PrintReader,
     backup_path,
     connect_readonly,
+    read_fingerprints,
     read_index,
     store,
     upgrade_index,
     write_index,
 )
+from heritage.lineage.evidence import architecture_key
 
 from .sample import sample_index
 from .test_frames import assert_same_fingerprint
@@ -63,6 +66,44 @@ def test_fingerprints_round_trip_through_the_file(index: Path, data: IndexData) 
     back = read_index(index)
     for model_id, fp in data.all_fingerprints().items():
         assert_same_fingerprint(fp, back.fingerprint(model_id))
+
+
+def test_fingerprints_can_stay_in_the_file(index: Path, data: IndexData) -> None:
+    lazy = read_index(index, fingerprints=False)
+    assert lazy.fingerprints.is_empty()
+    assert lazy.stored_prints is not None
+    assert sorted(lazy.stored_prints.ids) == sorted(data.all_fingerprints())
+    wanted = sorted(lazy.stored_prints.ids)[:2]
+    got = read_fingerprints(lazy.stored_prints, wanted)
+    assert sorted(got) == wanted
+    for model_id in wanted:
+        assert_same_fingerprint(data.fingerprint(model_id), got[model_id])
+        assert_same_fingerprint(data.fingerprint(model_id), lazy.fingerprint(model_id))
+    with PrintReader(lazy.stored_prints) as reader:
+        keys = reader.architectures()
+        for model_id, fp in data.all_fingerprints().items():
+            assert keys[model_id] == architecture_key(fp)
+            for name, t in fp.tensors.items():
+                sample = (name, t.rows, t.values.shape)
+                pos, values = reader.samples([model_id], [sample])[name]
+                assert pos.tolist() == [0] and values[0].tobytes() == t.values.tobytes()
+    with pytest.raises(KeyError, match="nope"):
+        read_fingerprints(lazy.stored_prints, ["nope"])
+
+
+def test_stored_fingerprint_rows_are_copied_file_to_file(
+    tmp_path: Path, index: Path, data: IndexData
+) -> None:
+    lazy = read_index(index, fingerprints=False)
+    assert lazy.stored_prints is not None
+    old = sorted(lazy.stored_prints.ids)
+    renames = {old[0]: "renamed", old[1]: old[1]}  # the rest are dropped
+    lazy.stored_prints = lazy.stored_prints.renamed(renames)
+    write_index(index, lazy)  # reads the rows from the file it replaces
+    back = read_index(index)
+    assert sorted(set(back.fingerprints["model_id"])) == sorted([old[1], "renamed"])
+    assert_same_fingerprint(data.fingerprint(old[0]), back.fingerprint("renamed"))
+    assert_same_fingerprint(data.fingerprint(old[1]), back.fingerprint(old[1]))
 
 
 def test_meta_records_versions(index: Path, data: IndexData) -> None:
