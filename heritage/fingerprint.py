@@ -18,7 +18,7 @@ from functools import lru_cache
 import numpy as np
 
 from heritage.formats.checkpoint import Checkpoint, RowSample, TensorInfo
-from heritage.formats.dtypes import DTYPES
+from heritage.formats.dtypes import is_float_dtype
 
 # 32 rows x 128 columns = 4,096 float32 values (16 KB) per matrix. Past 800,000 sampled values
 # (large models: many matrices) every matrix gets fewer rows, so any model's sample is at
@@ -82,7 +82,7 @@ class TensorPrint:
 
     @property
     def is_float(self) -> bool:
-        return DTYPES[self.dtype].is_float
+        return is_float_dtype(self.dtype)
 
 
 @dataclass

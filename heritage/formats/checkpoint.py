@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from heritage.formats.dtypes import DTYPES
+from heritage.formats.dtypes import storage_bytes
 from heritage.formats.errors import BadCheckpoint
 
 
@@ -19,7 +19,7 @@ class TensorInfo:
     """One tensor as listed by a checkpoint, before any of its data is read."""
 
     name: str
-    dtype: str  # safetensors dtype name: F32, BF16, I8, ...
+    dtype: str  # safetensors dtype name (F32, BF16, I8, ...) or GGML block type (Q4_K, ...)
     shape: tuple[int, ...]
     file: str  # file name, relative to the checkpoint location
     start: int | None = None  # absolute byte range in ``file``; None where not range-addressable
@@ -31,7 +31,7 @@ class TensorInfo:
 
     @property
     def nbytes(self) -> int:
-        return self.n_params * DTYPES[self.dtype].itemsize
+        return storage_bytes(self.dtype, self.n_params)
 
     @property
     def n_rows(self) -> int:

@@ -51,6 +51,44 @@ DTYPES: dict[str, DType] = {
     "BOOL": DType("BOOL", 1, np.dtype("u1"), False),
 }
 
+
+# GGUF's block-quantized types (Q4_0, Q4_K, IQ2_XS, ...): values come in blocks of
+# ``block`` weights stored in ``type_size`` bytes, decoded by the gguf package's
+# dequantizers. Checkpoints name them by their GGML names.
+@dataclass(frozen=True)
+class BlockType:
+    name: str
+    block: int  # weights per block
+    type_size: int  # bytes per block
+
+
+def _block_types() -> dict[str, BlockType]:
+    from gguf.constants import GGML_QUANT_SIZES
+
+    plain = {"F32", "F16", "BF16", "F64", "I8", "I16", "I32", "I64"}
+    return {
+        t.name: BlockType(t.name, block, size)
+        for t, (block, size) in GGML_QUANT_SIZES.items()
+        if t.name not in plain
+    }
+
+
+BLOCK_TYPES: dict[str, BlockType] = _block_types()
+
+
+def is_float_dtype(dtype: str) -> bool:
+    """Whether a checkpoint dtype (safetensors or GGML name) holds real-valued weights."""
+    return dtype in BLOCK_TYPES or DTYPES[dtype].is_float
+
+
+def storage_bytes(dtype: str, n_values: int) -> int:
+    """Bytes ``n_values`` weights of ``dtype`` take (whole blocks for block types)."""
+    if dtype in BLOCK_TYPES:
+        t = BLOCK_TYPES[dtype]
+        return -(-n_values // t.block) * t.type_size
+    return n_values * DTYPES[dtype].itemsize
+
+
 # torch dtype names (as in ``str(torch.float16)`` without the prefix) to safetensors names.
 TORCH_TO_SAFETENSORS: dict[str, str] = {
     "float64": "F64",

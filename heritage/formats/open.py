@@ -8,6 +8,7 @@ from typing import Any
 
 from heritage.formats.checkpoint import Checkpoint
 from heritage.formats.errors import BadCheckpoint
+from heritage.formats.gguf_reader import GGUFCheckpoint, split_files
 from heritage.formats.pickle_reader import PICKLE_SUFFIXES, PickleCheckpoint
 from heritage.formats.safetensors_reader import (
     INDEX_NAME,
@@ -87,6 +88,8 @@ def open_checkpoint(location: str | Path) -> Checkpoint:
         return open_sharded(path.parent, path, read_config(path.parent))
     if path.suffix in PICKLE_SUFFIXES:
         return PickleCheckpoint(path, [path], None)
+    if path.suffix == ".gguf":
+        return _open_gguf(path)
     raise BadCheckpoint(
         path, f"not a checkpoint: unsupported file type {path.suffix or '(none)'!r}"
     )
@@ -100,6 +103,18 @@ def _open_safetensors(
         for f in files:
             sources[f.name] = LocalFileSource(f)
         return SafetensorsCheckpoint(location, sources, fmt, config)
+    except Exception:
+        for s in sources.values():
+            s.close()
+        raise
+
+
+def _open_gguf(path: Path) -> GGUFCheckpoint:
+    sources: dict[str, LocalFileSource] = {}
+    try:
+        for f in split_files(path):
+            sources[f.name] = LocalFileSource(f)
+        return GGUFCheckpoint(path, dict(sources))
     except Exception:
         for s in sources.values():
             s.close()
