@@ -25,6 +25,7 @@ from typing import Any
 import polars as pl
 
 from heritage.formats import CheckpointError, weight_files
+from heritage.formats.gguf_reader import split_files
 from heritage.formats.open import read_config
 from heritage.index import IndexData
 from heritage.sources import Discovery, FoundModel, read_card
@@ -137,6 +138,8 @@ def list_files(found: FoundModel) -> list[FileState]:
     """The model's weight files with size and mtime (raises CheckpointError)."""
     if found.kind == "folder":
         _layout, paths = weight_files(found.path)
+    elif found.path.suffix == ".gguf":
+        paths = split_files(found.path)
     else:
         paths = [found.path]
     states = []

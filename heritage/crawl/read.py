@@ -15,6 +15,7 @@ from pathlib import Path
 from heritage.crawl.plan import FileState, WorkItem
 from heritage.fingerprint import Fingerprint, FingerprintSettings, fingerprint
 from heritage.formats import CheckpointError, open_checkpoint
+from heritage.formats.gguf_reader import GGUFCheckpoint
 from heritage.formats.safetensors_reader import SafetensorsCheckpoint
 from heritage.summary import ModelSummary, file_sha256, summarize
 
@@ -48,7 +49,8 @@ def failed(item: WorkItem, exc: BaseException) -> ReadResult:
 
 
 def _file_path(item: WorkItem, name: str) -> Path:
-    return Path(item.path) / name if item.kind == "folder" else Path(item.path)
+    # a loose file's name is its own, or a sibling's (the parts of a split GGUF)
+    return Path(item.path) / name if item.kind == "folder" else Path(item.path).with_name(name)
 
 
 def _hash(item: WorkItem, files: list[FileState]) -> tuple[list[FileState], int]:
@@ -64,7 +66,7 @@ def _hash(item: WorkItem, files: list[FileState]) -> tuple[list[FileState], int]
 
 def _checkpoint_bytes_read(ckpt, files: list[FileState]) -> int:
     # Pickles are loaded through torch's mmap, whose reads cannot be counted: count them whole.
-    if isinstance(ckpt, SafetensorsCheckpoint):
+    if isinstance(ckpt, SafetensorsCheckpoint | GGUFCheckpoint):
         return ckpt.bytes_read
     return sum(f.bytes for f in files)
 

@@ -20,6 +20,7 @@ import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,7 @@ from gguf.quants import dequantize
 from heritage.formats.checkpoint import Checkpoint, RowSample, TensorInfo
 from heritage.formats.dtypes import BLOCK_TYPES, storage_bytes, to_float32
 from heritage.formats.errors import BadCheckpoint
-from heritage.formats.source import ByteSource
+from heritage.formats.source import ByteSource, ReadBudget, ReadStats, read_planned
 
 __all__ = [
     "MAX_METADATA_BYTES",
@@ -332,7 +333,20 @@ def _declared(metadata: Mapping[str, Any]) -> dict[str, str]:
 class GGUFCheckpoint(Checkpoint):
     """One GGUF model: a file, or the files of a split GGUF, each with its own header."""
 
-    def __init__(self, location: Path, sources: dict[str, ByteSource]) -> None:
+    def __init__(
+        self,
+        location: Path,
+        sources: dict[str, ByteSource],
+        *,
+        read_budget: ReadBudget | Mapping[str, ReadBudget] | None = None,
+        files: list[Path] | None = None,
+    ) -> None:
+        """``sources`` maps each file name (a split GGUF's in part order) to its bytes;
+        ``read_budget`` bounds the range requests of each batched row read, as for
+        ``SafetensorsCheckpoint``; ``files`` are their paths (by default beside
+        ``location``, the first file)."""
+        self.read_budget = read_budget
+        self.extra = ReadStats()  # no reads outside the weight files
         tensors: list[TensorInfo] = []
         self._gguf: dict[str, tuple[GGUFTensor, Callable[[int], int]]] = {}
         metadata: dict[str, Any] = {}
@@ -356,7 +370,7 @@ class GGUFCheckpoint(Checkpoint):
         super().__init__(
             location=location,
             format="gguf",
-            files=[location.parent / f if location.is_file() else location / f for f in sources],
+            files=files if files is not None else [location.with_name(f) for f in sources],
             tensors=tensors,
             config=None,
             header_metadata=_declared(metadata),
@@ -385,9 +399,10 @@ class GGUFCheckpoint(Checkpoint):
                 offset = t.start + to_gguf(r) * row_bytes + skip
                 per_file.setdefault(info.file, []).append((name, offset, n))
         raw: dict[str, list[bytes]] = {name: [] for name in plan if name not in whole}
+        ranges = {file: [(off, n) for _, off, n in wanted] for file, wanted in per_file.items()}
+        got = read_planned(self._sources, ranges, self.read_budget)
         for file, wanted in per_file.items():
-            blobs = self._sources[file].read_ranges([(off, n) for _, off, n in wanted])
-            for (name, _, _), blob in zip(wanted, blobs, strict=True):
+            for (name, _, _), blob in zip(wanted, got[file], strict=True):
                 raw[name].append(blob)
         out: dict[str, np.ndarray] = {}
         for name, values in whole.items():
@@ -420,6 +435,11 @@ class GGUFCheckpoint(Checkpoint):
             with np.errstate(all="ignore"):
                 return dequantize(np.frombuffer(data, dtype=np.uint8), t.type).astype(np.float32)
         return to_float32(data, t.dtype)
+
+    @property
+    def sources(self) -> Mapping[str, ByteSource]:
+        """The byte source of each file, by file name (read-only view)."""
+        return MappingProxyType(self._sources)
 
     @property
     def bytes_read(self) -> int:

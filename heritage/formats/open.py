@@ -18,7 +18,7 @@ from heritage.formats.safetensors_reader import (
 )
 from heritage.formats.source import LocalFileSource
 
-WEIGHT_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
+WEIGHT_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES, ".gguf")
 PICKLE_INDEX_NAME = "pytorch_model.bin.index.json"
 
 

@@ -23,9 +23,7 @@ from heritage.formats.source import (
     LocalFileSource,
     ReadBudget,
     ReadStats,
-    plan_spans,
-    read_spans,
-    split_spans,
+    read_planned,
 )
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -210,23 +208,7 @@ class SafetensorsCheckpoint(Checkpoint):
                 per_file.setdefault(t.file, []).append((name, offset, (hi - lo) * itemsize))
         raw: dict[str, list[bytes]] = {name: [] for name in plan}
         ranges = {file: [(off, n) for _, off, n in wanted] for file, wanted in per_file.items()}
-        got: dict[str, list[bytes]] = {}  # per file, the bytes of each wanted range
-        if self.read_budget is None:
-            got = {file: self._sources[file].read_ranges(r) for file, r in ranges.items()}
-        else:  # one plan across files, so the budget goes where it saves the most bytes
-            budgets = self.read_budget
-            groups: dict[ReadBudget, dict[str, list[tuple[int, int]]]] = {}
-            for file, r in ranges.items():
-                budget = (
-                    budgets.get(file, ReadBudget()) if isinstance(budgets, Mapping) else budgets
-                )
-                groups.setdefault(budget, {})[file] = r
-            for budget, group in groups.items():
-                spans = plan_spans(group, budget)
-                jobs = [(f, off, length) for f in group for off, length, _ in spans[f]]
-                blobs = iter(read_spans(self._sources, jobs, budget.concurrency))
-                for file, r in group.items():
-                    got[file] = split_spans(r, spans[file], [next(blobs) for _ in spans[file]])
+        got = read_planned(self._sources, ranges, self.read_budget)
         for file, wanted in per_file.items():
             for (name, _, _), blob in zip(wanted, got[file], strict=True):
                 raw[name].append(blob)

@@ -219,3 +219,30 @@ class LocalFileSource:
 
     def __del__(self) -> None:
         self.close()
+
+
+def read_planned(
+    sources: Mapping[str, ByteSource],
+    ranges: Mapping[str, list[tuple[int, int]]],
+    budget: ReadBudget | Mapping[str, ReadBudget] | None = None,
+) -> dict[str, list[bytes]]:
+    """The bytes of each file's (offset, length) ranges, in request order.
+
+    Without a budget each source merges near ranges its own way; with one (for all files,
+    or per file name, a file left out getting ``ReadBudget()``), files of equal budgets
+    share one plan, so the requests go where they save the most bytes.
+    """
+    if budget is None:
+        return {file: sources[file].read_ranges(r) for file, r in ranges.items()}
+    groups: dict[ReadBudget, dict[str, list[tuple[int, int]]]] = {}
+    for file, r in ranges.items():
+        b = budget.get(file, ReadBudget()) if isinstance(budget, Mapping) else budget
+        groups.setdefault(b, {})[file] = r
+    got: dict[str, list[bytes]] = {}
+    for b, group in groups.items():
+        spans = plan_spans(group, b)
+        jobs = [(f, off, length) for f in group for off, length, _ in spans[f]]
+        blobs = iter(read_spans(sources, jobs, b.concurrency))
+        for file, r in group.items():
+            got[file] = split_spans(r, spans[file], [next(blobs) for _ in spans[file]])
+    return got

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,8 +23,17 @@ from heritage.crawl.assemble import lineage_work, relate_work, utcnow
 from heritage.crawl.run import index_lock
 from heritage.fingerprint import Fingerprint, fingerprint
 from heritage.formats.errors import CheckpointError
+from heritage.formats.gguf_reader import GGUFCheckpoint
+from heritage.formats.safetensors_reader import SafetensorsCheckpoint
 from heritage.hub.http_source import redact
-from heritage.hub.remote import open_remote, request_counts, weight_files, weight_folders
+from heritage.hub.remote import (
+    gguf_models,
+    open_remote,
+    open_remote_gguf,
+    request_counts,
+    weight_files,
+    weight_folders,
+)
 from heritage.index import (
     IndexData,
     fingerprints_frame,
@@ -188,6 +197,9 @@ class Read(NamedTuple):
     cdn: int = 0
 
 
+RemoteCheckpoint = SafetensorsCheckpoint | GGUFCheckpoint
+
+
 def read_repo(
     endpoint: str,
     info: Any,
@@ -200,7 +212,8 @@ def read_repo(
     The repo root is always the first model (``hub:ORG/NAME``); each subfolder holding
     safetensors weights (an adapter, a diffusers component) follows as a model of its own,
     ``hub:ORG/NAME/FOLDER``, named ``ORG/NAME/FOLDER`` with its files under their repo
-    paths. The card's declared base models belong to the root model only.
+    paths, and so does each GGUF file or split set, ``hub:ORG/NAME/FILE.gguf``. The
+    card's declared base models belong to the root model only.
     """
     repo = _get(info, "id", "modelId")
     sha = _get(info, "sha")
@@ -221,6 +234,24 @@ def read_repo(
         reads.append(
             _read_weights(endpoint, repo, sha, files, folder, sub, session, headers, source_options)
         )
+    for paths in gguf_models(files):  # each GGUF file (or split set) is a model of its own
+        sub = {**common, "name": f"{repo}/{paths[0]}", "location": f"{repo}/{paths[0]}"}
+        sub["declared_base_models"] = []
+
+        def opener(paths: list[str] = paths) -> RemoteCheckpoint:
+            assert sha is not None
+            return open_remote_gguf(
+                endpoint,
+                repo,
+                sha,
+                paths,
+                session=session,
+                headers=headers,
+                **(source_options or {}),
+            )
+
+        mid = hub_model_id(f"{repo}/{paths[0]}")
+        reads.append(_read_model(mid, repo, sha, sub, opener, headers))
     return reads
 
 
@@ -243,11 +274,10 @@ def _read_weights(
         why = "only pickle weights (.bin/.pt), not read remotely" if kind == "pickle" else None
         row = model_row(mid, **common, status="not_fingerprinted", error=why, indexed_at=now)
         return Read(row, None)
-    if not sha:
-        err = f"{repo}: listing gave no commit sha"
-        return Read(model_row(mid, **common, status="failed", error=err, indexed_at=now), None)
-    try:
-        ckpt = open_remote(
+
+    def opener() -> RemoteCheckpoint:
+        assert sha is not None
+        return open_remote(
             endpoint,
             repo,
             sha,
@@ -257,6 +287,25 @@ def _read_weights(
             folder=folder,
             **(source_options or {}),
         )
+
+    return _read_model(mid, repo, sha, common, opener, headers)
+
+
+def _read_model(
+    mid: str,
+    repo: str,
+    sha: str | None,
+    common: dict[str, Any],
+    opener: Callable[[], RemoteCheckpoint],
+    headers: dict[str, str],
+) -> Read:
+    """One model's row and fingerprint from the checkpoint ``opener`` opens remotely."""
+    now = utcnow()
+    if not sha:
+        err = f"{repo}: listing gave no commit sha"
+        return Read(model_row(mid, **common, status="failed", error=err, indexed_at=now), None)
+    try:
+        ckpt = opener()
         fp = fingerprint(ckpt)
     except CheckpointError as exc:
         text = redact(" ".join(str(exc).split()), headers)

@@ -1,4 +1,4 @@
-"""Opening a Hub repo's safetensors weights through HTTP range sources.
+"""Opening a Hub repo's safetensors (and GGUF) weights through HTTP range sources.
 
 ``weight_files`` picks what to read from a repo's file list; ``open_remote`` builds a
 :class:`SafetensorsCheckpoint` whose sources are :class:`HttpRangeSource` objects, so
@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from heritage.formats.errors import BadCheckpoint
+from heritage.formats.gguf_reader import SPLIT_NAME, GGUFCheckpoint
 from heritage.formats.safetensors_reader import INDEX_NAME, SafetensorsCheckpoint
 from heritage.formats.source import ReadBudget
 from heritage.hub.http_source import HttpRangeSource, HttpStats
@@ -62,14 +63,14 @@ def cdn_budget() -> ReadBudget:
     )
 
 
-def request_counts(ckpt: SafetensorsCheckpoint) -> tuple[int, int]:
+def request_counts(ckpt: SafetensorsCheckpoint | GGUFCheckpoint) -> tuple[int, int]:
     """(resolver requests, CDN requests) a remote checkpoint has sent, retries included."""
     stats = [*(s.stats for s in ckpt.sources.values()), ckpt.extra]
     resolver = sum(s.resolver_requests if isinstance(s, HttpStats) else s.requests for s in stats)
     return resolver, sum(s.cdn_requests for s in stats if isinstance(s, HttpStats))
 
 
-def resolver_reads(ckpt: SafetensorsCheckpoint) -> int:
+def resolver_reads(ckpt: SafetensorsCheckpoint | GGUFCheckpoint) -> int:
     """Resolver requests a remote checkpoint asked for (retries not counted)."""
     stats = [*(s.stats for s in ckpt.sources.values()), ckpt.extra]
     return sum(s.resolver_reads if isinstance(s, HttpStats) else s.reads for s in stats)
@@ -191,6 +192,13 @@ def open_remote(
     else:
         where = f"{repo}/{folder}" if folder else repo
         raise BadCheckpoint(where, f"no safetensors weights to read ({kind})")
+    _set_budget(ckpt, max_extra_bytes)
+    return ckpt
+
+
+def _set_budget(ckpt: SafetensorsCheckpoint | GGUFCheckpoint, max_extra_bytes: int) -> None:
+    """Rows from CDN locations read with ``cdn_budget``; rows the resolver serves with
+    what is left of ``request_budget`` once the headers are read."""
     left = request_budget(len(ckpt.sources)) - resolver_reads(ckpt)
     direct = ReadBudget(max_requests=max(left, 0), max_extra_bytes=max_extra_bytes)
     on_cdn = {f for f, s in ckpt.sources.items() if getattr(s, "via_cdn", False)}
@@ -200,4 +208,52 @@ def open_remote(
         ckpt.read_budget = cdn_budget()
     else:  # some files redirected, some served by the resolver
         ckpt.read_budget = {f: cdn_budget() if f in on_cdn else direct for f in ckpt.sources}
+
+
+def gguf_models(files: list[str]) -> list[list[str]]:
+    """The GGUF models of a repo, each a list of repo paths: one .gguf file, or the parts
+    of a split GGUF in order (a set missing parts is left out)."""
+    present = set(files)
+    out = []
+    for f in sorted(files):
+        if not f.endswith(".gguf"):
+            continue
+        head, _, name = f.rpartition("/")
+        m = SPLIT_NAME.match(name)
+        if m is None:
+            out.append([f])
+            continue
+        if int(m.group("part")) != 1:
+            continue
+        count = int(m.group("count"))
+        prefix = f"{head}/" if head else ""
+        parts = [
+            f"{prefix}{m.group('stem')}-{k:05d}-of-{count:05d}.gguf" for k in range(1, count + 1)
+        ]
+        if all(p in present for p in parts):
+            out.append(parts)
+    return out
+
+
+def open_remote_gguf(
+    endpoint: str,
+    repo: str,
+    revision: str,
+    paths: list[str],
+    *,
+    session: Any = None,
+    headers: Mapping[str, str] | None = None,
+    max_extra_bytes: int = MAX_EXTRA_BYTES,
+    **source_options: Any,
+) -> GGUFCheckpoint:
+    """A GGUF model of the repo at ``revision`` (``paths``: a file, or a split GGUF's
+    parts), its header and sampled blocks read as ranges, budgeted as ``open_remote``."""
+    sources = {
+        p: HttpRangeSource(
+            resolve_url(endpoint, repo, revision, p), session, headers, **source_options
+        )
+        for p in paths
+    }
+    ckpt = GGUFCheckpoint(Path(repo) / paths[0], sources, files=[Path(repo) / p for p in paths])
+    _set_budget(ckpt, max_extra_bytes)
     return ckpt

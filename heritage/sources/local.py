@@ -8,7 +8,10 @@ What counts as one model:
   ``pytorch_model.bin``, ...), or ``config.json`` / a model card next to exactly one weight
   file. Its sub-folders are not searched. A folder with ``config.json`` but no weights is a
   model (that will fail to read) only when nothing below it is a model;
-* a **loose file** — any other ``.safetensors``, ``.pt``, ``.pth``, ``.bin`` or ``.ckpt``.
+* a **loose file** — any other ``.safetensors``, ``.pt``, ``.pth``, ``.bin`` or ``.ckpt``;
+* a **GGUF file** — every ``.gguf`` file is a model of its own, in a model folder too
+  (a repo often holds several quantizations); a split GGUF
+  (``NAME-00001-of-0000N.gguf``) is one model, named by its first part.
 
 Model ids are the location relative to the crawl root (posix), prefixed with the root's
 folder name when several roots are crawled; a root that is itself a model is named by its
@@ -25,6 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from heritage.formats import WEIGHT_SUFFIXES
+from heritage.formats.gguf_reader import SPLIT_NAME
+
+GGUF_SUFFIX = ".gguf"
 
 INDEX_NAMES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 CARD_NAME = "README.md"
@@ -73,6 +79,18 @@ def is_weight_file(name: str) -> bool:
     return name.endswith(WEIGHT_SUFFIXES)
 
 
+def is_gguf(name: str) -> bool:
+    return name.endswith(GGUF_SUFFIX)
+
+
+def _gguf_part(name: str) -> str | None:
+    """For a later part of a split GGUF, the name of its first part (the model)."""
+    m = SPLIT_NAME.match(name)
+    if m is None or int(m.group("part")) == 1:
+        return None
+    return f"{m.group('stem')}-00001-of-{m.group('count')}.gguf"
+
+
 def _has_card(folder: Path) -> bool:
     """A README.md that opens a YAML front matter (only its first line is read)."""
     try:
@@ -99,7 +117,7 @@ def classify_folder(folder: Path, files: Sequence[str]) -> str:
     below it is one.
     """
     names = set(files)
-    weights = [n for n in files if is_weight_file(n)]
+    weights = [n for n in files if is_weight_file(n) and not is_gguf(n)]
     if names.intersection(INDEX_NAMES) or any(_HF_WEIGHT.match(n) for n in weights):
         return "model"
     if len(weights) == 1 and (CONFIG_NAME in names or (CARD_NAME in names and _has_card(folder))):
@@ -159,14 +177,16 @@ class _Walker:
                 self.skip(path, f"cannot stat: {exc.strerror or exc}", "warning")
         kind = classify_folder(folder, files)
         here = rel or name
+        any_model = self._ggufs(folder, rel, [n for n in files if is_gguf(n)])
         if kind == "model":
             self.found.append((here, folder, "folder"))
             self._progress()
             return True
-        any_model = False
         if kind == "loose":
             for n in files:
                 path = folder / n
+                if is_gguf(n):
+                    continue
                 if not is_weight_file(n):
                     self.skip(path, "not a model file")
                     continue
@@ -178,7 +198,7 @@ class _Walker:
                 any_model = True
         else:
             for n in files:
-                if n != CONFIG_NAME:
+                if n != CONFIG_NAME and not is_gguf(n):
                     self.skip(folder / n, "not a model file")
         self._progress()
         below = ancestors | {real}
@@ -194,6 +214,23 @@ class _Walker:
         if kind == "maybe":
             self.skip(folder / CONFIG_NAME, "config.json of a folder that holds other models")
         return any_model
+
+    def _ggufs(self, folder: Path, rel: str, names: list[str]) -> bool:
+        """Each GGUF file (a split GGUF's first part) found as a model of its own."""
+        found = False
+        for n in names:
+            path = folder / n
+            first = _gguf_part(n)
+            if first is not None:
+                self.skip(path, f"part of the split GGUF {first}")
+                continue
+            reason = _readable(path)
+            if reason:
+                self.skip(path, reason, "warning")
+                continue
+            self.found.append((f"{rel}/{n}" if rel else n, path, "file"))
+            found = True
+        return found
 
     def _progress(self) -> None:
         if self.on_folder:

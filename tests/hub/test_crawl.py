@@ -3,14 +3,19 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+from gguf import GGMLQuantizationType as Q
+from safetensors.numpy import save_file
 
 from heritage.crawl import run_index
 from heritage.fingerprint import fingerprint
 from heritage.formats import open_checkpoint
+from heritage.formats.gguf_reader import hf_name
 from heritage.hub.crawl import run_hub
 from heritage.hub.remote import MAX_SUBFOLDERS, request_budget, weight_files, weight_folders
 from heritage.index import fingerprints_frame, read_index
+from tests.formats.test_gguf import write_gguf
 from tests.hub.conftest import TOKEN, reshard
 from tests.hub.emulator import HubEmulator
 
@@ -255,3 +260,53 @@ def test_weight_folders() -> None:
     many = [f"checkpoint-{k}/model.safetensors" for k in range(12)]
     folders, more = weight_folders(many)
     assert len(folders) == MAX_SUBFOLDERS and more == 12 - MAX_SUBFOLDERS
+
+
+def test_each_gguf_file_is_a_model_read_by_ranges(tmp_path: Path) -> None:
+    """A repo with safetensors weights and GGUF exports: every GGUF (a split set too) is a
+    model of its own, read through the emulator in a few ranges, the same as from disk."""
+    root = tmp_path / "zoo"
+    repo = root / "org" / "base"
+    repo.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    w = {
+        f"blk.{i}.ffn_down.weight": rng.normal(0, 0.05, (1024, 1024)).astype(np.float32)
+        for i in range(3)
+    }
+    save_file({hf_name(k, "qwen2"): v for k, v in w.items()}, str(repo / "model.safetensors"))
+    write_gguf(repo / "base-Q8_0.gguf", {k: (v, Q.Q8_0) for k, v in w.items()})
+    (repo / "gguf").mkdir()
+    write_gguf(
+        repo / "gguf" / "base-F16.gguf",
+        {k: (v, Q.F16) for k, v in w.items()},
+        split_max_tensors=2,
+    )
+    emu = HubEmulator(root).start()
+    try:
+        db = tmp_path / "hub.duckdb"
+        report = run_hub(db, endpoint=emu.url, token=False)
+        ids = {
+            "hub:org/base",
+            "hub:org/base/base-Q8_0.gguf",
+            "hub:org/base/gguf/base-F16-00001-of-00002.gguf",
+        }
+        data = read_index(db)
+        models = {r["model_id"]: r for r in data.models.iter_rows(named=True)}
+        assert set(models) == ids and {m["status"] for m in models.values()} == {"ok"}
+        split = models["hub:org/base/gguf/base-F16-00001-of-00002.gguf"]
+        assert split["format"] == "gguf" and [f["name"] for f in split["files"]] == [
+            "gguf/base-F16-00001-of-00002.gguf",
+            "gguf/base-F16-00002-of-00002.gguf",
+        ]
+        # a resolver request and a few CDN ranges per file, not whole downloads
+        assert report.per_repo["org/base"].resolver <= 4 * 4
+        assert report.bytes_read < sum(f.stat().st_size for f in repo.rglob("*")) / 10
+        with open_checkpoint(repo / "base-Q8_0.gguf") as ckpt:
+            local = fingerprints_frame({"hub:org/base/base-Q8_0.gguf": fingerprint(ckpt)})
+        fps = data.fingerprints
+        ours = fps.filter(fps["model_id"] == "hub:org/base/base-Q8_0.gguf")
+        assert ours.sort("tensor").equals(local.sort("tensor"))
+        edges = set(zip(data.edges["parent_id"], data.edges["child_id"], strict=True))
+        assert ("hub:org/base", "hub:org/base/base-Q8_0.gguf") in edges
+    finally:
+        emu.stop()

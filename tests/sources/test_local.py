@@ -79,6 +79,30 @@ def test_layouts(tmp_path: Path):
     assert "holds other models" in r[str(tmp_path / "org/config.json")]
 
 
+def test_every_gguf_file_is_a_model(tmp_path: Path):
+    st(tmp_path / "hf/model.safetensors")  # a model folder that also holds GGUF exports
+    (tmp_path / "hf/config.json").write_text("{}")
+    for name in ("hf/m-Q4_K_M.gguf", "hf/m-Q8_0.gguf", "g/config.json", "g/only.gguf"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"{}" if name.endswith(".json") else b"GGUF")
+    for part in (1, 2):
+        (tmp_path / f"split/big-0000{part}-of-00002.gguf").parent.mkdir(exist_ok=True)
+        (tmp_path / f"split/big-0000{part}-of-00002.gguf").write_bytes(b"GGUF")
+    d = discover([tmp_path])
+    assert ids(d) == [
+        "g/only.gguf",
+        "hf",
+        "hf/m-Q4_K_M.gguf",
+        "hf/m-Q8_0.gguf",
+        "split/big-00001-of-00002.gguf",
+    ]
+    assert {m.model_id: m.kind for m in d.models}["g/only.gguf"] == "file"
+    r = reasons(d)
+    assert r[str(tmp_path / "split/big-00002-of-00002.gguf")] == (
+        "part of the split GGUF big-00001-of-00002.gguf"
+    )
+
+
 def test_roots_prefixes_and_root_models(tmp_path: Path):
     st(tmp_path / "one/x/model.safetensors")
     st(tmp_path / "two/model.safetensors")  # a root that is itself a model
