@@ -285,6 +285,7 @@ def diff_edges(old: pl.DataFrame, new: pl.DataFrame) -> EdgeChanges:
             and x["direction"] == y["direction"]
             and _close(x["confidence"], y["confidence"])
             and _close(x["weight"], y["weight"])
+            and x.get("verified") == y.get("verified")
         )
         if not same:
             changes.changed.append((*k, y["relation"]))
@@ -392,8 +393,9 @@ def family_graph(previous: IndexData, family_id: str) -> nx.DiGraph:
         attrs = {k: e[k] for k in ("confidence", "distance", "method")}
         attrs["relation"] = Relation(e["relation"])
         attrs["direction"] = Direction(e["direction"])
-        if e["weight"] is not None:
-            attrs["weight"] = e["weight"]
+        for key in ("weight", "verified"):
+            if e[key] is not None:
+                attrs[key] = e[key]
         graph.add_edge(e["parent_id"], e["child_id"], **attrs)
     return graph
 

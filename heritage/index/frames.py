@@ -402,6 +402,7 @@ def edges_frame(graph: nx.DiGraph) -> pl.DataFrame:
             "distance": d.get("distance"),
             "method": d.get("method", graph.graph.get("method")),
             "weight": d.get("weight"),
+            "verified": d.get("verified"),
         }
         for u, v, d in sorted(graph.edges(data=True), key=lambda e: (str(e[0]), str(e[1])))
     ]

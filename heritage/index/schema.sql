@@ -149,6 +149,7 @@ CREATE TABLE edges (
     distance DOUBLE,
     method VARCHAR,
     weight DOUBLE,
+    verified BOOLEAN,
     PRIMARY KEY (parent_id, child_id)
 );
 
@@ -161,6 +162,7 @@ COMMENT ON COLUMN edges.confidence IS 'Confidence in [0, 1] that this edge is ri
 COMMENT ON COLUMN edges.distance IS 'Weight distance between parent and child fingerprints (0 for exact copies).';
 COMMENT ON COLUMN edges.method IS 'Algorithm and version that inferred the edge, e.g. heritage-lineage/2.';
 COMMENT ON COLUMN edges.weight IS 'For merges: share of this parent in the child''s weighted average; NULL otherwise.';
+COMMENT ON COLUMN edges.verified IS 'For quantized copies: true when rounding the parent''s sampled weights as the child stores them (F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) reproduces the child exactly, a proof rather than an estimate (confidence 1.0); false when some block of the child lies further from the parent than one rounding step (an unfaithful copy: weights changed during quantization); NULL when neither could be shown or the edge is not a copy.';
 
 CREATE TABLE runs (
     run_id VARCHAR PRIMARY KEY,

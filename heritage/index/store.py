@@ -33,9 +33,9 @@ from heritage.index.frames import (
 )
 
 # Bump on any change to schema.sql; readers refuse files from a newer schema.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Version 2 changed only the declared_vs_inferred view; version 3 added edges.direction
-# (and CHECKs on edges.relation and edges.direction). Older files are read as if they had
+# (and CHECKs on edges.relation and edges.direction); version 4 added edges.verified. Older files are read as if they had
 # the added columns (see ADDED_COLUMNS); the next write stores them under the current
 # schema, views and all.
 OLDEST_READABLE_VERSION = 1
@@ -43,6 +43,7 @@ OLDEST_READABLE_VERSION = 1
 # file take. Every edge written before version 3 was oriented by the weights.
 ADDED_COLUMNS: dict[int, dict[str, dict[str, str]]] = {
     3: {"edges": {"direction": "'inferred'"}},
+    4: {"edges": {"verified": "CAST(NULL AS BOOLEAN)"}},
 }
 # Oldest DuckDB release that must be able to open the file.
 STORAGE_VERSION = "v1.4.0"

@@ -3,7 +3,10 @@
 Duplicates have equal sampled values in every tensor; the weights cannot tell which is
 the original, so the earliest upload (when times are known) or the first in content
 order stands for the class. A model stored with fewer bits of precision that lies within
-rounding distance of a higher-precision member is that member's quantized leaf.
+rounding distance of a higher-precision member is that member's quantized leaf; when
+its storage type rounds deterministically (F16, BF16, Q8_0, Q4_0, ...), the member whose
+weights, rounded the same way, reproduce it exactly is its source, at any distance, and
+the edge is verified (``heritage.lineage.verify``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,10 @@ from networkx.utils import UnionFind
 from heritage.fingerprint import Fingerprint
 from heritage.lineage.neighbours import PairDistances
 from heritage.lineage.types import Relation
+from heritage.lineage.verify import Verdict, checkable, verdict
+
+# nearest candidate sources a checkable copy is re-quantized against
+VERIFY_CANDIDATES = 3
 
 __all__ = ["Copy", "CopiesResult", "find_copies", "identical"]
 
@@ -27,6 +34,10 @@ class Copy(NamedTuple):
     relation: Relation  # duplicate or quantized
     confidence: float
     distance: float
+    # quantized copies: True when rounding the source reproduces the copy exactly
+    # (heritage.lineage.verify), False when the copy is unfaithful to it (a block moved
+    # further than rounding can), None when neither could be shown
+    verified: bool | None = None
 
 
 class CopiesResult(NamedTuple):
@@ -78,16 +89,34 @@ def find_copies(
         tol = next((t for b, t in sorted(tolerance) if bits[c] <= b), None)
         if tol is None:
             continue
-        best: tuple[float, int] | None = None
-        for p in reps:
-            if p == c or p in quantized or bits[p] <= bits[c]:
-                continue
-            d = dist.measured(p, c)
-            if d is not None and d <= tol and (best is None or (d, p) < best):
-                best = (d, p)
-        if best is not None:
-            d, p = best
+        nearest = sorted(
+            (d, p)
+            for p in reps
+            if p != c and p not in quantized and bits[p] > bits[c]
+            if (d := dist.measured(p, c)) is not None
+        )
+        found = _verified_source(fps, c, nearest)
+        if found is not None:
+            d, p = found
+            copies.append(Copy(p, c, Relation.QUANTIZED, 1.0, d, verified=True))
+            quantized.add(c)
+            continue
+        if nearest and nearest[0][0] <= tol:
+            d, p = nearest[0]
             conf = 0.5 + 0.5 * max(0.0, 1.0 - d / tol)
-            copies.append(Copy(p, c, Relation.QUANTIZED, conf, d))
+            unfaithful = checkable(fps[c]) and verdict(fps[c], fps[p]) == Verdict.UNFAITHFUL
+            copies.append(Copy(p, c, Relation.QUANTIZED, conf, d, False if unfaithful else None))
             quantized.add(c)
     return CopiesResult(copies, [i for i in reps if i not in quantized])
+
+
+def _verified_source(
+    fps: Sequence[Fingerprint], c: int, nearest: Sequence[tuple[float, int]]
+) -> tuple[float, int] | None:
+    """The nearest of ``c``'s candidate sources whose rounding reproduces it exactly."""
+    if not checkable(fps[c]):
+        return None
+    for d, p in nearest[:VERIFY_CANDIDATES]:
+        if verdict(fps[c], fps[p]) == Verdict.VERIFIED:
+            return d, p
+    return None

@@ -332,6 +332,7 @@ def _plan_family(
     )
     if graph is not None:
         for cp in copies.copies:
+            checked = {} if cp.verified is None else {"verified": cp.verified}
             _edge(
                 graph,
                 ids,
@@ -340,6 +341,7 @@ def _plan_family(
                 relation=cp.relation,
                 confidence=cp.confidence,
                 distance=cp.distance,
+                **checked,
             )
         for m in merges:
             conf = 0.5 + 0.5 * max(0.0, 1.0 - m.residual / settings.merge_residual)
@@ -381,7 +383,7 @@ def family_lineage(
     plan = plan_family(job, settings, graph)
     for _, _, data in graph.edges(data=True):  # copies and merges, from their fits
         mapping = scorer.relation_maps.get(str(data["relation"]))
-        if mapping is not None:
+        if mapping is not None and not data.get("verified"):  # proven edges stay at 1.0
             data["confidence"] = round(calibrate(data["confidence"], mapping), 4)
     tree = plan.tree
     result = orient(tree, scorer)

@@ -86,6 +86,7 @@ def _edge(e: Edge, other: Model) -> dict[str, Any]:
         "url": model_url(other),
         "relation": e.relation,
         "direction": e.direction,
+        "verified": e.verified,
         "confidence": e.confidence,
         "distance": e.distance,
         "weight": e.weight,

@@ -147,6 +147,7 @@ def make_environment(templates: Path) -> Environment:
         export_path=export_path,
         relation_badge=html.relation_badge,
         direction_note=html.direction_note,
+        proof_note=html.proof_note,
         relations=[r.value for r in Relation],
         family_badge=html.family_badge,
         model_row=html.model_row,

@@ -48,6 +48,8 @@ class Edge:
     weight: float | None
     # inferred, or uncertain: the weights cannot tell which end is the parent
     direction: str = Direction.INFERRED.value
+    # quantized copies: True proven by re-rounding the parent, False unfaithful to it
+    verified: bool | None = None
 
     @property
     def uncertain(self) -> bool:
@@ -339,6 +341,7 @@ def build_site(
             method=r.get("method"),
             weight=r.get("weight"),
             direction=r.get("direction") or Direction.INFERRED.value,
+            verified=r.get("verified"),
         )
         edges.append(e)
         parent.children.append(e)

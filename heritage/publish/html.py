@@ -39,6 +39,26 @@ def direction_note(edge: Edge | None) -> Markup:
     return _UNCERTAIN if edge is not None and edge.uncertain else Markup("")
 
 
+_VERIFIED = Markup(
+    ' <span class="proof verified" title="Rounding the parent\'s weights the way this copy '
+    'stores them reproduces it exactly: proven, not estimated">verified</span>'
+)
+_UNFAITHFUL = Markup(
+    ' <span class="proof unfaithful" title="Nearest to this parent, but some weights lie '
+    'further from it than rounding can move them: changed during quantization?">'
+    "unfaithful copy</span>"
+)
+
+
+def proof_note(edge: Edge | None) -> Markup:
+    """A "verified" badge (with a leading space) after a copy proven by re-rounding its
+    parent, an "unfaithful copy" warning after one that rounding cannot explain, and
+    nothing after any other edge."""
+    if edge is None or edge.verified is None:
+        return Markup("")
+    return _VERIFIED if edge.verified else _UNFAITHFUL
+
+
 def family_badge(family: Family, root: str) -> Markup:
     """The family's name as a link with its colour stripe."""
     return Markup(

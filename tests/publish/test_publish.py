@@ -325,6 +325,35 @@ def test_uncertain_direction_reaches_the_index_the_api_and_the_pages(tmp_path: P
     assert '<data key="direction">uncertain</data>' in (lineage / "lineage.graphml").read_text()
 
 
+def test_verified_and_unfaithful_copies_reach_the_index_the_api_and_the_pages(
+    tmp_path: Path,
+) -> None:
+    """A quantized copy proven by re-rounding its parent carries a verified badge; one
+    rounding cannot explain carries a warning."""
+    graph = sample_graph()
+    graph.edges["a", "b"].update(relation=Relation.QUANTIZED, verified=True, confidence=1.0)
+    graph.edges["b", "c"].update(relation=Relation.QUANTIZED, verified=False)
+    data = sample_index()
+    data.edges = edges_frame(graph)
+    db = tmp_path / "verified.duckdb"
+    write_index(db, data)
+    con = connect_readonly(db)
+    try:
+        rows = con.execute("SELECT parent_id, child_id, verified FROM edges").fetchall()
+    finally:
+        con.close()
+    assert sorted(r for r in rows if r[2] is not None) == [("a", "b", True), ("b", "c", False)]
+    out = tmp_path / "site"
+    publish(db, out)
+    api = {i: json.loads((out / "api" / "models" / f"{slug(i)}.json").read_text()) for i in "bc"}
+    assert [(e["id"], e["verified"]) for e in api["b"]["lineage"]["parents"]] == [("a", True)]
+    assert [(e["id"], e["verified"]) for e in api["c"]["lineage"]["parents"]] == [("b", False)]
+    pages = {i: visible_text((out / "models" / f"{slug(i)}.html").read_text()) for i in "abc"}
+    assert "org/model-a quantized verified confidence 1.00" in pages["b"]
+    assert "org/model-b quantized unfaithful copy" in pages["c"]
+    assert "unfaithful" not in pages["a"]
+
+
 def test_large_family_is_paginated(big_site: Path) -> None:
     fams = json.loads((big_site / "api" / "families.json").read_text())["families"]
     big = max(fams, key=lambda f: f["n_models"])

@@ -1,0 +1,77 @@
+"""Verified quantized copies: rounding the source reproduces the copy, or it does not."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+from gguf import GGMLQuantizationType as Q
+from gguf.quants import dequantize, quantize
+
+from heritage.fingerprint import Fingerprint
+from heritage.lineage import LineageSettings, ModelInput, recover_lineage
+from heritage.lineage.types import Relation
+from heritage.lineage.verify import Verdict, verdict
+
+from .synthetic import bf16, finetune, int8, make, root
+
+SETTINGS = LineageSettings(use_times=False)
+
+
+def gguf_copy(weights: dict[str, np.ndarray], qtype: Q) -> Fingerprint:
+    """What the GGUF reader gives for ``weights`` exported as ``qtype``: the matrices
+    rounded and stored as that type, the vectors kept in F32 (as llama.cpp keeps norms)."""
+    out = {}
+    for name, w in weights.items():
+        if w.ndim == 1:
+            out[name] = w
+        else:
+            out[name] = dequantize(quantize(w, qtype), qtype).astype(np.float32).reshape(w.shape)
+    fp = make(out)
+    for name, t in fp.tensors.items():
+        if len(t.shape) > 1:
+            fp.tensors[name] = replace(t, dtype=qtype.name)
+    return fp
+
+
+def test_rounding_the_source_reproduces_its_copies_and_not_its_kin():
+    base = root(1)
+    child = finetune(base, 2)
+    for qtype in (Q.Q8_0, Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1):
+        copy = gguf_copy(child, qtype)
+        assert verdict(copy, make(child)) == Verdict.VERIFIED, qtype
+        assert verdict(copy, make(base)) != Verdict.VERIFIED, qtype
+    assert verdict(make(bf16(child), "BF16"), make(child)) == Verdict.VERIFIED
+    # an int8 round trip stored in BF16 is rounded another way: unknown, never unfaithful
+    assert verdict(make(bf16(int8(child)), "BF16"), make(child)) == Verdict.UNKNOWN
+
+
+def test_weights_changed_during_quantization_are_unfaithful():
+    child = finetune(root(1), 2)
+    tampered = {n: w.copy() for n, w in child.items()}
+    tampered["layers.3.w"][5, :8] += 0.3  # far beyond a Q8_0 step of these weights
+    assert verdict(gguf_copy(tampered, Q.Q8_0), make(child)) == Verdict.UNFAITHFUL
+    # scales chosen another way (as an importance matrix does) stay within a step
+    rescaled = gguf_copy({n: w * 1.0005 for n, w in child.items()}, Q.Q4_0)
+    assert verdict(rescaled, make(child)) == Verdict.UNKNOWN
+
+
+def test_a_4_bit_copy_hangs_off_its_exact_source_verified():
+    base = root(1)
+    models = {"base": base, "a": finetune(base, 2), "b": finetune(base, 3)}
+    models["a2"] = finetune(models["a"], 4)
+    inputs = [ModelInput(k, make(v)) for k, v in models.items()]
+    inputs.append(ModelInput("a-q4", gguf_copy(models["a"], Q.Q4_0)))
+    inputs.append(ModelInput("b-q8", gguf_copy(models["b"], Q.Q8_0)))
+    tampered = {n: w.copy() for n, w in models["b"].items()}
+    tampered["layers.2.w"][7, :4] += 0.15  # a few weights: within copy distance
+    inputs.append(ModelInput("b-bad", gguf_copy(tampered, Q.Q8_0)))
+    g = recover_lineage(inputs, SETTINGS)
+    for parent, child in (("a", "a-q4"), ("b", "b-q8")):
+        e = g.edges[parent, child]
+        assert e["relation"] == Relation.QUANTIZED and e["verified"] is True
+        assert e["confidence"] == 1.0
+    assert list(g.predecessors("a-q4")) == ["a"] and not list(g.successors("a-q4"))
+    bad = g.edges["b", "b-bad"]
+    assert bad["relation"] == Relation.QUANTIZED
+    assert bad["verified"] is False and bad["confidence"] < 1.0
