@@ -10,7 +10,7 @@ it: read the previous index, find the families it touches (``lineage_work``), pl
 keep the rest (``relate_work``) and write the new file. Two ways of reading:
 
 - ``all in memory``: every fingerprint row read into polars and rebuilt (``read_index``
-  as runs did before ``heritage-lineage/9``'s index change);
+  as runs did before fingerprints were read by family);
 - ``by family``: fingerprint rows stay in the file (``read_index(fingerprints=False)``);
   the kin search reads them a chunk at a time, planning reads the touched family only,
   and the write copies the kept rows file to file.

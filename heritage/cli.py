@@ -146,13 +146,26 @@ def _preflight(paths: Sequence[str], db: str) -> None:
 
 def _run_index(args: argparse.Namespace, paths: Sequence[str]) -> dict:
     """Run the index flow (or the plain pipeline with --no-prefect); the report as a dict."""
+    from heritage.crawl.orchestration import orchestration_problem
     from heritage.crawl.progress import RichProgress, reporting
 
     if args.no_prefect and args.dask_address:
         raise UsageError("--dask-address needs Prefect; drop --no-prefect")
+    plain = args.no_prefect
+    if not plain:
+        problem = orchestration_problem()
+        if problem is not None:
+            if args.dask_address:
+                raise UsageError(f"--dask-address needs Prefect, which cannot start ({problem})")
+            print(
+                f"heritage: warning: Prefect cannot start ({problem}); "
+                "indexing without it (same index)",
+                file=sys.stderr,
+            )
+            plain = True
     progress = _progress(args)
     with reporting(progress):
-        if args.no_prefect:
+        if plain:
             from heritage.crawl import run_index
 
             if not logging.getLogger().handlers:

@@ -70,10 +70,39 @@ def _render(rel: duckdb.DuckDBPyRelation) -> str:
     return "\n".join([line, rule, *body, f"({len(rows)} rows)"])
 
 
+def _zoo_with_progress() -> Path:
+    """The small zoo, with a bar per model trained (and the time left) while it builds."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from heritage.zoo.cache import cached_zoo
+
+    columns = (
+        TextColumn("training the zoo"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, transient=True) as bar:
+        task = bar.add_task("zoo", total=None, visible=False)
+
+        def on_model(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total, visible=True)
+
+        return cached_zoo("small", 0, on_model=on_model)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Build (or reuse) the small zoo, index it, and show where the index is and what it holds."""
     from heritage.cli import main as cli_main
-    from heritage.zoo.cache import cached_zoo
 
     # Prefect's per-task INFO lines would drown the demo; warnings and errors still show.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
@@ -81,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     out_dir = Path(args[0] if args else ".cache/demo")
     print("Generating (or reusing) the small sample zoo in .cache/ ...", flush=True)
-    zoo = cached_zoo("small", 0)
+    zoo = _zoo_with_progress()
     db = out_dir / "lineage.duckdb"
     code = cli_main(["index", str(zoo), "--db", str(db)])
     if code != 0:

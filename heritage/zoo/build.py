@@ -62,12 +62,14 @@ class _Builder:
         seed: int,
         progress: Callable[[str], None] | None,
         plan: str = "classic",
+        on_model: Callable[[int, int], None] | None = None,
     ) -> None:
         self.out = out_dir
         self.size = size
         self.seed = seed
         self.plan = plan
         self.progress = progress or (lambda _msg: None)
+        self.on_model = on_model or (lambda _done, _total: None)
         self.weights: dict[str, Weights] = {}
         self.runs: dict[str, TrainResult] = {}
         self.records: dict[str, dict[str, Any]] = {}
@@ -435,6 +437,7 @@ class _Builder:
                 f"[{i}/{len(specs)}] {spec.location} ({spec.relation}/{spec.op}, "
                 f"{fmt}, {spec.dtype}){loss} {time.perf_counter() - t0:.1f}s"
             )
+            self.on_model(i, len(specs))
         truth: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION_CLASSIC if self.plan == "classic" else SCHEMA_VERSION,
             "seed": self.seed,
@@ -499,6 +502,7 @@ def build_zoo(
     progress: Callable[[str], None] | None = None,
     overwrite: bool = False,
     plan: str = "classic",
+    on_model: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Train and publish a zoo of model families into ``out_dir``; return (and write) its truth.
 
@@ -507,7 +511,8 @@ def build_zoo(
     a given ``size``, ``seed`` and ``plan`` (same torch build and CPU): all randomness is
     seeded and torch runs on a fixed number of threads per plan.
 
-    ``out_dir`` must be empty or absent unless ``overwrite`` is set. The zoo is built in a
+    ``progress`` gets a line per model built; ``on_model(done, total)`` is called after
+    each, for a progress bar. ``out_dir`` must be empty or absent unless ``overwrite`` is set. The zoo is built in a
     hidden sibling folder and renamed into place when complete, so a reader never sees a
     half-built zoo at ``out_dir``.
     """
@@ -525,7 +530,7 @@ def build_zoo(
     threads = torch.get_num_threads()
     torch.set_num_threads(NUM_THREADS[plan])
     try:
-        truth = _Builder(tmp, size, seed, progress, plan).build()
+        truth = _Builder(tmp, size, seed, progress, plan, on_model).build()
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

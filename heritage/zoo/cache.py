@@ -12,6 +12,7 @@ import fcntl
 import hashlib
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 ZOO_SOURCE_DIR = Path(__file__).resolve().parent
@@ -40,9 +41,14 @@ def zoo_dir_name(size: str, seed: int, plan: str = "classic") -> str:
 
 
 def cached_zoo(
-    size: str = "small", seed: int = 0, root: Path | None = None, plan: str = "classic"
+    size: str = "small",
+    seed: int = 0,
+    root: Path | None = None,
+    plan: str = "classic",
+    on_model: Callable[[int, int], None] | None = None,
 ) -> Path:
-    """Return the folder of a complete zoo for (size, seed, plan), building it if needed."""
+    """Return the folder of a complete zoo for (size, seed, plan), building it if needed
+    (``on_model(done, total)`` after each model built)."""
     from heritage.zoo.build import build_zoo
 
     root = Path(root) if root is not None else default_cache_root()
@@ -58,7 +64,7 @@ def cached_zoo(
         tmp = root / f"{name}.building"
         if tmp.exists():
             shutil.rmtree(tmp)
-        build_zoo(tmp, size=size, seed=seed, plan=plan)
+        build_zoo(tmp, size=size, seed=seed, plan=plan, on_model=on_model)
         (tmp / MARKER).write_text(want + "\n")
         if target.exists():
             shutil.rmtree(target)

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import polars as pl
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from heritage.cli import main
 from heritage.index import read_index
@@ -25,6 +26,24 @@ def test_index_cli_flow_then_plain_rerun(small_zoo: Path, tmp_path: Path, capsys
     report = json.loads(capsys.readouterr().out)
     assert report["n_unchanged"] == 3 and report["bytes_read"] == 0
     assert last_run(db)["flow"] == "index-local-plain"
+
+
+def test_index_goes_on_without_prefect_when_it_cannot_start(
+    small_zoo: Path, tmp_path: Path, capsys
+):
+    """An orchestrator that does not answer costs a one-line warning, not the run."""
+    root = copy_models(small_zoo, tmp_path / "models", SOME_MODELS[3:5])
+    db = tmp_path / "i.duckdb"
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}):  # nothing listens
+        assert main(["index", str(root), "--db", str(db), "--no-progress"]) == 0
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("heritage: warning: Prefect cannot start")
+        assert "indexing without it (same index)" in err
+        assert last_run(db)["flow"] == "index-local-plain"
+        assert read_index(db).models.height == 2
+        dask = ["--dask-address", "tcp://127.0.0.1:9"]
+        assert main(["index", str(root), "--db", str(db), *dask]) == 2
+        assert "--dask-address needs Prefect, which cannot start" in capsys.readouterr().err
 
 
 def test_index_cli_usage_errors_are_one_line(tmp_path: Path, capsys):

@@ -329,10 +329,19 @@ def _hashes(root: Path) -> dict[str, str]:
 
 def test_build_is_byte_for_byte_deterministic(tmp_path: Path) -> None:
     lines: list[str] = []
-    t1 = build_zoo(tmp_path / "one", size="tiny", seed=3, progress=lines.append)
+    done: list[tuple[int, int]] = []
+    t1 = build_zoo(
+        tmp_path / "one",
+        size="tiny",
+        seed=3,
+        progress=lines.append,
+        on_model=lambda i, n: done.append((i, n)),
+    )
     t2 = build_zoo(tmp_path / "two", size="tiny", seed=3)
     assert t1 == t2
     assert lines[-1].startswith("zoo of ")
+    n = len(t1["models"])
+    assert done == [(i, n) for i in range(1, n + 1)]  # one tick per model, for a bar
     h1, h2 = _hashes(tmp_path / "one"), _hashes(tmp_path / "two")
     assert h1 == h2
     assert any(k.endswith(".pth") or k.endswith(".bin") for k in h1)
