@@ -13,7 +13,9 @@ import pickletools
 import warnings
 import zipfile
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -22,9 +24,10 @@ import torch
 from heritage.formats.checkpoint import Checkpoint, RowSample, TensorInfo
 from heritage.formats.dtypes import TORCH_TO_SAFETENSORS
 from heritage.formats.errors import BadCheckpoint, UnsafePickle
+from heritage.formats.source import ByteSource, ReadStats
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
-_ZIP_MAGIC = b"PK\x03\x04"
+ZIP_MAGIC = b"PK\x03\x04"
 _PROTO = 0x80
 
 
@@ -83,7 +86,7 @@ def _allowed_globals() -> set[str]:
 def unsafe_globals(path: Path) -> list[str]:
     """Globals in a torch pickle that ``weights_only`` loading does not allow."""
     data = path.read_bytes()
-    if data.startswith(_ZIP_MAGIC):
+    if data.startswith(ZIP_MAGIC):
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             pkl = [n for n in zf.namelist() if n.endswith("data.pkl")]
             data = zf.read(pkl[0]) if pkl else b""
@@ -108,7 +111,7 @@ def load_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str]:
         raise BadCheckpoint(path, f"cannot open: {exc.strerror}") from None
     if not magic:
         raise BadCheckpoint(path, "empty file")
-    if magic == _ZIP_MAGIC:
+    if magic == ZIP_MAGIC:
         kind = "pytorch-zip"
         try:
             with zipfile.ZipFile(path) as zf:
@@ -144,7 +147,20 @@ def load_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str]:
 class PickleCheckpoint(Checkpoint):
     """Tensors from one or more torch pickles (a sharded ``pytorch_model.bin`` is several)."""
 
-    def __init__(self, location: Path, paths: list[Path], config: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        location: Path,
+        paths: list[Path],
+        config: dict[str, Any] | None = None,
+        *,
+        files: list[Path] | None = None,
+        sources: Mapping[str, ByteSource] | None = None,
+    ):
+        """``files`` name the pickles where they came from when ``paths`` are local
+        copies of downloads; ``sources`` are the byte sources they were downloaded
+        through (by file name), which counted the bytes and requests."""
+        self._sources: dict[str, ByteSource] = dict(sources or {})
+        self.extra = ReadStats()
         self._tensors: dict[str, torch.Tensor] = {}
         infos: list[TensorInfo] = []
         kinds: set[str] = set()
@@ -162,10 +178,13 @@ class PickleCheckpoint(Checkpoint):
                 self._tensors[name] = tensor
                 infos.append(TensorInfo(name, dtype, tuple(tensor.shape), path.name))
         infos.sort(key=lambda t: t.name)
+        if files is not None:  # name each tensor's file as the caller knows it
+            names = {p.name: f.name for p, f in zip(paths, files, strict=True)}
+            infos = [replace(t, file=names[t.file]) for t in infos]
         super().__init__(
             location=location,
             format=sorted(kinds)[0],
-            files=list(paths),
+            files=list(files if files is not None else paths),
             tensors=infos,
             config=config,
         )
@@ -181,6 +200,15 @@ class PickleCheckpoint(Checkpoint):
                 picked = picked.reshape(len(sample.rows), -1)[:, sample.cols[0] : sample.cols[1]]
             out[name] = picked.detach().to(torch.float32).numpy()
         return out
+
+    @property
+    def sources(self) -> Mapping[str, ByteSource]:
+        """The byte sources the pickles were downloaded through (empty when local)."""
+        return MappingProxyType(self._sources)
+
+    @property
+    def bytes_read(self) -> int:
+        return sum(s.stats.bytes_read for s in self._sources.values())
 
     def close(self) -> None:
         self._tensors = {}

@@ -246,3 +246,25 @@ def read_planned(
         for file, r in group.items():
             got[file] = split_spans(r, spans[file], [next(blobs) for _ in spans[file]])
     return got
+
+
+class WholeFileSource:
+    """A small file read whole from ``origin`` in one request, then served from memory;
+    ``stats`` stay the origin's, so what was fetched is still counted."""
+
+    def __init__(self, origin: ByteSource) -> None:
+        self.name = origin.name
+        self.size = origin.size
+        self.stats = origin.stats
+        self._data = origin.read(0, origin.size)
+
+    def read(self, offset: int, length: int) -> bytes:
+        if offset < 0 or length < 0 or offset + length > self.size:
+            raise BadCheckpoint(
+                self.name,
+                f"read of {length} bytes at offset {offset} is past end of file ({self.size} bytes)",
+            )
+        return self._data[offset : offset + length]
+
+    def read_ranges(self, ranges: list[tuple[int, int]]) -> list[bytes]:
+        return [self.read(off, n) for off, n in ranges]

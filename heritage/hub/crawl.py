@@ -23,13 +23,14 @@ from heritage.crawl.assemble import lineage_work, relate_work, utcnow
 from heritage.crawl.run import index_lock
 from heritage.fingerprint import Fingerprint, fingerprint
 from heritage.formats.errors import CheckpointError
-from heritage.formats.gguf_reader import GGUFCheckpoint
-from heritage.formats.safetensors_reader import SafetensorsCheckpoint
 from heritage.hub.http_source import redact
 from heritage.hub.remote import (
+    NotReadRemotely,
+    RemoteCheckpoint,
     gguf_models,
     open_remote,
     open_remote_gguf,
+    open_remote_pickle,
     request_counts,
     weight_files,
     weight_folders,
@@ -197,9 +198,6 @@ class Read(NamedTuple):
     cdn: int = 0
 
 
-RemoteCheckpoint = SafetensorsCheckpoint | GGUFCheckpoint
-
-
 def read_repo(
     endpoint: str,
     info: Any,
@@ -269,14 +267,24 @@ def _read_weights(
     """One model: the weights directly in ``folder`` of the repo ("" for its root)."""
     mid = hub_model_id(f"{repo}/{folder}" if folder else repo)
     now = utcnow()
-    kind, _picked = weight_files(files, folder)
-    if kind in ("pickle", "none"):
-        why = "only pickle weights (.bin/.pt), not read remotely" if kind == "pickle" else None
+    kind, picked = weight_files(files, folder)
+    if kind == "none" or (kind == "pickle" and not picked):
+        why = "sharded pickle weights (.bin index), not read remotely" if kind == "pickle" else None
         row = model_row(mid, **common, status="not_fingerprinted", error=why, indexed_at=now)
         return Read(row, None)
 
     def opener() -> RemoteCheckpoint:
         assert sha is not None
+        if kind == "pickle":
+            return open_remote_pickle(
+                endpoint,
+                repo,
+                sha,
+                picked,
+                session=session,
+                headers=headers,
+                **(source_options or {}),
+            )
         return open_remote(
             endpoint,
             repo,
@@ -307,6 +315,10 @@ def _read_model(
     try:
         ckpt = opener()
         fp = fingerprint(ckpt)
+    except NotReadRemotely as exc:
+        text = redact(" ".join(str(exc).split()), headers)
+        row = model_row(mid, **common, status="not_fingerprinted", error=text, indexed_at=now)
+        return Read(row, None)
     except CheckpointError as exc:
         text = redact(" ".join(str(exc).split()), headers)
         if "gated or private" in text:

@@ -15,18 +15,25 @@ requests are left.
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote
 
-from heritage.formats.errors import BadCheckpoint
+from heritage.formats.errors import BadCheckpoint, CheckpointError
 from heritage.formats.gguf_reader import SPLIT_NAME, GGUFCheckpoint
+from heritage.formats.pickle_reader import ZIP_MAGIC, PickleCheckpoint
 from heritage.formats.safetensors_reader import INDEX_NAME, SafetensorsCheckpoint
-from heritage.formats.source import ReadBudget
+from heritage.formats.source import ByteSource, ReadBudget, WholeFileSource
+from heritage.formats.torch_zip import TorchZipCheckpoint
 from heritage.hub.http_source import HttpRangeSource, HttpStats
 
+RemoteCheckpoint = SafetensorsCheckpoint | GGUFCheckpoint | TorchZipCheckpoint | PickleCheckpoint
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt")
+PICKLE_INDEX_NAME = "pytorch_model.bin.index.json"
+# a legacy (non-zip) torch pickle cannot be read by range: downloaded whole up to this
+LEGACY_PICKLE_LIMIT = 512 * 1024 * 1024
 # Resolver requests per model: the Hub's rate limit counts them, so a model gets four for
 # its first weight file (header read, maybe the rest of a long header, two for rows) and
 # two for each further shard (header read, rows); a shard index is paid from the same total.
@@ -63,14 +70,14 @@ def cdn_budget() -> ReadBudget:
     )
 
 
-def request_counts(ckpt: SafetensorsCheckpoint | GGUFCheckpoint) -> tuple[int, int]:
+def request_counts(ckpt: RemoteCheckpoint) -> tuple[int, int]:
     """(resolver requests, CDN requests) a remote checkpoint has sent, retries included."""
     stats = [*(s.stats for s in ckpt.sources.values()), ckpt.extra]
     resolver = sum(s.resolver_requests if isinstance(s, HttpStats) else s.requests for s in stats)
     return resolver, sum(s.cdn_requests for s in stats if isinstance(s, HttpStats))
 
 
-def resolver_reads(ckpt: SafetensorsCheckpoint | GGUFCheckpoint) -> int:
+def resolver_reads(ckpt: RemoteCheckpoint) -> int:
     """Resolver requests a remote checkpoint asked for (retries not counted)."""
     stats = [*(s.stats for s in ckpt.sources.values()), ckpt.extra]
     return sum(s.resolver_reads if isinstance(s, HttpStats) else s.reads for s in stats)
@@ -84,7 +91,8 @@ def weight_files(files: list[str], folder: str = "") -> tuple[str, list[str]]:
     """(kind, paths) of the weights directly in ``folder`` ("" for the repo root).
 
     ``sharded`` [its index], ``single`` [``model.safetensors``, else every .safetensors],
-    ``pickle`` (only .bin/.pt-like weights) or ``none``; paths are repo paths.
+    ``pickle`` [``pytorch_model.bin``, else every .bin/.pt-like file; none for sharded
+    pickles, which are not read remotely] or ``none``; paths are repo paths.
     """
     prefix = f"{folder}/" if folder else ""
     here = [f for f in files if f.startswith(prefix) and "/" not in f[len(prefix) :]]
@@ -95,8 +103,13 @@ def weight_files(files: list[str], folder: str = "") -> tuple[str, list[str]]:
         return "single", [prefix + "model.safetensors"]
     if st:
         return "single", st
-    if any(f.endswith(PICKLE_SUFFIXES) for f in here):
-        return "pickle", []
+    pickles = sorted(f for f in here if f.endswith(PICKLE_SUFFIXES))
+    if prefix + PICKLE_INDEX_NAME in here:
+        return "pickle", []  # sharded pickles: not read remotely
+    if prefix + "pytorch_model.bin" in pickles:
+        return "pickle", [prefix + "pytorch_model.bin"]
+    if pickles:
+        return "pickle", pickles
     return "none", []
 
 
@@ -196,7 +209,7 @@ def open_remote(
     return ckpt
 
 
-def _set_budget(ckpt: SafetensorsCheckpoint | GGUFCheckpoint, max_extra_bytes: int) -> None:
+def _set_budget(ckpt: RemoteCheckpoint, max_extra_bytes: int) -> None:
     """Rows from CDN locations read with ``cdn_budget``; rows the resolver serves with
     what is left of ``request_budget`` once the headers are read."""
     left = request_budget(len(ckpt.sources)) - resolver_reads(ckpt)
@@ -208,6 +221,58 @@ def _set_budget(ckpt: SafetensorsCheckpoint | GGUFCheckpoint, max_extra_bytes: i
         ckpt.read_budget = cdn_budget()
     else:  # some files redirected, some served by the resolver
         ckpt.read_budget = {f: cdn_budget() if f in on_cdn else direct for f in ckpt.sources}
+
+
+class NotReadRemotely(CheckpointError):
+    """Weights that are not read over HTTP (a legacy pickle over the download limit)."""
+
+
+def open_remote_pickle(
+    endpoint: str,
+    repo: str,
+    revision: str,
+    paths: list[str],
+    *,
+    session: Any = None,
+    headers: Mapping[str, str] | None = None,
+    max_extra_bytes: int = MAX_EXTRA_BYTES,
+    legacy_limit: int = LEGACY_PICKLE_LIMIT,
+    **source_options: Any,
+) -> TorchZipCheckpoint | PickleCheckpoint:
+    """Torch pickles of the repo at ``revision``: zip archives read by range (directory,
+    ``data.pkl``, then the sampled rows of each storage, budgeted as ``open_remote``);
+    legacy pickles downloaded whole up to ``legacy_limit`` bytes and loaded with
+    ``torch.load(weights_only=True)``, larger ones refused with ``NotReadRemotely``."""
+    sources = {
+        p: HttpRangeSource(
+            resolve_url(endpoint, repo, revision, p), session, headers, **source_options
+        )
+        for p in paths
+    }
+    files = [Path(repo) / p for p in paths]
+    if all(s.read(0, min(4, s.size)) == ZIP_MAGIC for s in sources.values()):
+        header = ReadBudget(max_requests=1, max_extra_bytes=max_extra_bytes)
+        # a small archive costs fewer requests, and no byte twice, read whole
+        whole: dict[str, ByteSource] = {
+            p: WholeFileSource(s) if s.size <= max_extra_bytes else s for p, s in sources.items()
+        }
+        ckpt = TorchZipCheckpoint(Path(repo) / paths[0], whole, files=files, header_budget=header)
+        _set_budget(ckpt, max_extra_bytes)
+        return ckpt
+    big = [s for s in sources.values() if s.size > legacy_limit]
+    if big:
+        raise NotReadRemotely(
+            big[0].name,
+            f"legacy torch pickle of {big[0].size:,} bytes is over the "
+            f"{legacy_limit // 2**20} MB download limit",
+        )
+    with tempfile.TemporaryDirectory(prefix="heritage-pickle-") as tmp:
+        local = []
+        for p, s in sources.items():
+            path = Path(tmp) / Path(p).name
+            path.write_bytes(s.read(0, s.size))
+            local.append(path)
+        return PickleCheckpoint(Path(repo), local, None, files=files, sources=sources)
 
 
 def gguf_models(files: list[str]) -> list[list[str]]:

@@ -5,7 +5,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from gguf import GGMLQuantizationType as Q
+from huggingface_hub.utils import get_session
 from safetensors.numpy import save_file
 
 from heritage.crawl import run_index
@@ -13,20 +15,28 @@ from heritage.fingerprint import fingerprint
 from heritage.formats import open_checkpoint
 from heritage.formats.gguf_reader import hf_name
 from heritage.hub.crawl import run_hub
-from heritage.hub.remote import MAX_SUBFOLDERS, request_budget, weight_files, weight_folders
+from heritage.hub.remote import (
+    MAX_SUBFOLDERS,
+    NotReadRemotely,
+    open_remote_pickle,
+    request_budget,
+    weight_files,
+    weight_folders,
+)
 from heritage.index import fingerprints_frame, read_index
 from tests.formats.test_gguf import write_gguf
 from tests.hub.conftest import TOKEN, reshard
 from tests.hub.emulator import HubEmulator
 
 
-def _safetensors_zoo(small_zoo: Path, dest: Path) -> set[str]:
-    """Copy the repos the Hub crawl can fingerprint, to index the same set from disk."""
+def _readable_zoo(small_zoo: Path, dest: Path) -> set[str]:
+    """Copy the repos the Hub crawl can fingerprint (safetensors, zip and legacy
+    pickles alike: every repo of the zoo), to index the same set from disk."""
     picked = set()
     for folder in sorted(p for p in small_zoo.glob("*/*") if p.is_dir()):
         repo = f"{folder.parent.name}/{folder.name}"
         files = [str(f.relative_to(folder)) for f in folder.rglob("*") if f.is_file()]
-        if weight_files(files)[0] in ("single", "sharded"):
+        if weight_files(files)[1]:
             shutil.copytree(folder, dest / repo)
             picked.add(repo)
     return picked
@@ -53,7 +63,7 @@ def _families(db: Path) -> set[frozenset[str]]:
 def local_db(small_zoo: Path, tmp_path_factory) -> tuple[Path, set[str]]:
     """The same repos indexed from disk (built once for the module; tests only read it)."""
     root = tmp_path_factory.mktemp("stzoo")
-    picked = _safetensors_zoo(small_zoo, root)
+    picked = _readable_zoo(small_zoo, root)
     db = root.parent / "local.duckdb"
     run_index([root], db, workers=4)
     return db, picked
@@ -65,12 +75,12 @@ def test_hub_crawl_matches_disk(hub: HubEmulator, local_db, tmp_path: Path, cdn:
     local, picked = local_db
     db = tmp_path / "hub.duckdb"
     report = run_hub(db, endpoint=hub.url, token=False)
-    assert set(report.read) == picked
+    assert set(report.read) == picked == set(hub.repos)  # pickle-only repos too
     assert not report.failed
     models = read_index(db).models
     assert set(models["source"]) == {"hub"}
-    nf = set(models.filter(models["status"] == "not_fingerprinted")["location"])
-    assert nf == set(hub.repos) - picked
+    assert {"pytorch-zip", "pytorch-legacy"} <= set(models["format"])
+    assert models.filter(models["status"] == "not_fingerprinted").is_empty()
     assert _edges(db) == _edges(local)
     assert _families(db) == _families(local)
     for row in models.filter(models["status"] == "ok").iter_rows(named=True):
@@ -256,7 +266,8 @@ def test_weight_folders() -> None:
     files = ["model.safetensors", "a/x.safetensors", "a/b/y.safetensors", "c/z.bin", "README.md"]
     assert weight_folders(files) == (["a", "a/b"], 0)
     assert weight_files(files, "a") == ("single", ["a/x.safetensors"])
-    assert weight_files(files, "c") == ("pickle", [])
+    assert weight_files(files, "c") == ("pickle", ["c/z.bin"])
+    assert weight_files(["pytorch_model.bin.index.json", "pytorch_model-1.bin"]) == ("pickle", [])
     many = [f"checkpoint-{k}/model.safetensors" for k in range(12)]
     folders, more = weight_folders(many)
     assert len(folders) == MAX_SUBFOLDERS and more == 12 - MAX_SUBFOLDERS
@@ -308,5 +319,45 @@ def test_each_gguf_file_is_a_model_read_by_ranges(tmp_path: Path) -> None:
         assert ours.sort("tensor").equals(local.sort("tensor"))
         edges = set(zip(data.edges["parent_id"], data.edges["child_id"], strict=True))
         assert ("hub:org/base", "hub:org/base/base-Q8_0.gguf") in edges
+    finally:
+        emu.stop()
+
+
+def test_pickles_over_http_zip_by_range_legacy_within_a_limit(tmp_path: Path) -> None:
+    """A zip pickle is read by range; a legacy one is downloaded whole, and past the
+    download limit it is left unread with the reason."""
+    root = tmp_path / "zoo"
+    g = torch.Generator().manual_seed(0)
+    sd = {"w": torch.randn(4096, 256, generator=g), "b": torch.randn(256, generator=g)}
+    (root / "org" / "zip").mkdir(parents=True)
+    torch.save(sd, root / "org" / "zip" / "pytorch_model.bin")
+    (root / "org" / "legacy").mkdir(parents=True)
+    torch.save(sd, root / "org" / "legacy" / "model.pt", _use_new_zipfile_serialization=False)
+    emu = HubEmulator(root).start()
+    try:
+        session = get_session()
+        zipped = open_remote_pickle(
+            emu.url, "org/zip", "main", ["pytorch_model.bin"], session=session, headers={}
+        )
+        local = open_checkpoint(root / "org" / "zip" / "pytorch_model.bin")
+        assert fingerprints_frame({"m": fingerprint(zipped)}).equals(
+            fingerprints_frame({"m": fingerprint(local)})
+        )
+        size = (root / "org" / "zip" / "pytorch_model.bin").stat().st_size
+        assert zipped.format == "pytorch-zip" and zipped.bytes_read < size / 4
+        legacy = open_remote_pickle(
+            emu.url, "org/legacy", "main", ["model.pt"], session=session, headers={}
+        )
+        assert legacy.format == "pytorch-legacy" and len(legacy.tensors) == 2
+        with pytest.raises(NotReadRemotely, match="over the 0 MB download limit"):
+            open_remote_pickle(
+                emu.url,
+                "org/legacy",
+                "main",
+                ["model.pt"],
+                session=session,
+                headers={},
+                legacy_limit=1000,
+            )
     finally:
         emu.stop()

@@ -10,6 +10,11 @@ def test_index_hub_flow(hub: HubEmulator, tmp_path: Path, prefect_harness) -> No
 
     db = tmp_path / "f.duckdb"
     result = index_hub(db=str(db), endpoint=hub.url, author="lumenlabs")
-    assert set(result["read"]) == {"lumenlabs/tinyllama-b", "lumenlabs/vit-tiny-b"}
+    # lumenlabs/mlp-b holds only a torch pickle: read too, by range
+    assert set(result["read"]) == {
+        "lumenlabs/tinyllama-b",
+        "lumenlabs/vit-tiny-b",
+        "lumenlabs/mlp-b",
+    }
     assert not result["failed"]
     index_hub.validate_parameters({"db": "x.duckdb", "search": "llama", "limit": 5})

@@ -373,7 +373,7 @@ def test_weight_files() -> None:
     )
     assert weight_files(["model.safetensors.index.json", "model-1.safetensors"])[0] == "sharded"
     assert weight_files(["adapter_model.safetensors"]) == ("single", ["adapter_model.safetensors"])
-    assert weight_files(["pytorch_model.bin"]) == ("pickle", [])
+    assert weight_files(["pytorch_model.bin", "x.pt"]) == ("pickle", ["pytorch_model.bin"])
     assert weight_files(["README.md"]) == ("none", [])
 
 

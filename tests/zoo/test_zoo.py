@@ -362,7 +362,7 @@ def test_build_refuses_non_empty_dir(tmp_path: Path) -> None:
 def test_cached_zoo_reuses_and_regenerates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[Path, str, int]] = []
 
-    def fake_build(out_dir: Path, size: str, seed: int, plan: str) -> dict[str, Any]:
+    def fake_build(out_dir: Path, size: str, seed: int, plan: str, on_model=None) -> dict[str, Any]:
         assert plan == "classic"
         calls.append((out_dir, size, seed))
         out_dir.mkdir(parents=True)
