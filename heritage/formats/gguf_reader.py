@@ -37,6 +37,7 @@ __all__ = [
     "GGUFCheckpoint",
     "GGUFHeader",
     "GGUFTensor",
+    "gguf_name",
     "hf_name",
     "parse_gguf",
     "split_files",
@@ -278,6 +279,23 @@ def hf_name(name: str, arch: str) -> str:
     if (m := _TOP_NAME.match(name)) and m.group(1) in _TOP:
         return f"{_TOP[m.group(1)]}.{m.group(2)}"
     return name
+
+
+def gguf_name(name: str, arch: str) -> str | None:
+    """A Hugging Face tensor name's GGUF name for ``arch`` (None when there is none):
+    the inverse of ``hf_name``, as llama.cpp's converter names tensors."""
+    block = _BLOCK_BY_ARCH.get(arch, _BLOCK)
+    if arch not in NAMED_ARCHITECTURES:
+        return None
+    m = re.match(r"^model\.layers\.(\d+)\.(.+)\.(weight|bias)$", name)
+    if m:
+        key = next((k for k, v in block.items() if v == m.group(2)), None)
+        return f"blk.{m.group(1)}.{key}.{m.group(3)}" if key else None
+    m = re.match(r"^(.+)\.(weight|bias)$", name)
+    if m:
+        key = next((k for k, v in _TOP.items() if v == m.group(1)), None)
+        return f"{key}.{m.group(2)}" if key else None
+    return None
 
 
 def _row_map(t: GGUFTensor, arch: str, metadata: Mapping[str, Any]) -> Callable[[int], int]:

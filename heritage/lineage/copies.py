@@ -23,7 +23,7 @@ from heritage.lineage.types import Relation
 from heritage.lineage.verify import Verdict, checkable, verdict
 
 # nearest candidate sources a checkable copy is re-quantized against
-VERIFY_CANDIDATES = 3
+VERIFY_CANDIDATES = 8
 
 __all__ = ["Copy", "CopiesResult", "find_copies", "identical"]
 
@@ -89,13 +89,16 @@ def find_copies(
         tol = next((t for b, t in sorted(tolerance) if bits[c] <= b), None)
         if tol is None:
             continue
-        nearest = sorted(
+        # rounding proves a source of equal precision too (BF16 rounded to F16): the
+        # check needs the source in another storage type, so it never runs both ways
+        near = sorted(
             (d, p)
             for p in reps
-            if p != c and p not in quantized and bits[p] > bits[c]
+            if p != c and p not in quantized and bits[p] >= bits[c]
             if (d := dist.measured(p, c)) is not None
         )
-        found = _verified_source(fps, c, nearest)
+        nearest = [(d, p) for d, p in near if bits[p] > bits[c]]
+        found = _verified_source(fps, c, near)
         if found is not None:
             d, p = found
             copies.append(Copy(p, c, Relation.QUANTIZED, 1.0, d, verified=True))

@@ -10,6 +10,7 @@ import ml_dtypes
 import numpy as np
 
 from heritage.fingerprint import Fingerprint
+from heritage.formats.dtypes import BLOCK_TYPES
 
 _DTYPE_BITS = {"F64": 64, "F32": 32, "F16": 16, "BF16": 16}
 
@@ -60,10 +61,15 @@ def int8_grid_fraction(values: np.ndarray, tol: float = 0.15, max_rows: int = 4)
 
 
 def precision_bits(fp: Fingerprint) -> int:
-    """Effective bits per weight: stored dtype, lowered when values sit on a coarser grid."""
+    """Effective bits per weight: stored dtype, lowered when values sit on a coarser grid;
+    for a model with block-quantized matrices, the bits per weight of those blocks
+    (Q8_0 8, Q5_1 6, Q4_0 and Q4_K 4, ...)."""
     mats = [t for t in fp.tensors.values() if len(t.shape) >= 2 and t.is_float and t.values.size]
     if not mats:
         return 32
+    blocks = [BLOCK_TYPES[t.dtype] for t in mats if t.dtype in BLOCK_TYPES]
+    if blocks:  # a GGUF export: its quantized matrices say (llama.cpp keeps a few in F16)
+        return max(b.type_size * 8 // b.block for b in blocks)
     stored = max(_DTYPE_BITS.get(t.dtype, 8) for t in mats)
     values = np.concatenate([t.values.ravel() for t in mats])
     bits = stored

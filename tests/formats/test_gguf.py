@@ -13,7 +13,7 @@ from gguf.constants import GGML_QUANT_SIZES
 from gguf.quants import dequantize, quantize
 
 from heritage.formats import BadCheckpoint, LocalFileSource, open_checkpoint
-from heritage.formats.gguf_reader import hf_name, parse_gguf
+from heritage.formats.gguf_reader import NAMED_ARCHITECTURES, gguf_name, hf_name, parse_gguf
 
 QUANTIZABLE = (Q.Q8_0, Q.Q4_0, Q.Q4_1, Q.Q5_0, Q.Q5_1, Q.BF16)
 # no quantizer in the gguf package: random blocks (any bytes decode)
@@ -134,6 +134,10 @@ def test_names_map_back_per_architecture():
     assert hf_name("blk.1.attn_qkv.weight", "phi3") == "model.layers.1.self_attn.qkv_proj.weight"
     assert hf_name("output.weight", "llama") == "lm_head.weight"
     assert hf_name("blk.0.attn_q.weight", "mamba") == "blk.0.attn_q.weight"
+    for name in ("token_embd.weight", "blk.3.attn_q.weight", "blk.1.ffn_down.weight"):
+        for arch in NAMED_ARCHITECTURES:
+            assert gguf_name(hf_name(name, arch), arch) == name
+    assert gguf_name("model.layers.0.mlp.experts.0.weight", "llama") is None
 
 
 def test_declared_base_model_is_kept_and_token_lists_are_not(tmp_path):

@@ -10,6 +10,7 @@ from gguf.quants import dequantize, quantize
 
 from heritage.fingerprint import Fingerprint
 from heritage.lineage import LineageSettings, ModelInput, recover_lineage
+from heritage.lineage.precision import precision_bits
 from heritage.lineage.types import Relation
 from heritage.lineage.verify import Verdict, verdict
 
@@ -75,3 +76,24 @@ def test_a_4_bit_copy_hangs_off_its_exact_source_verified():
     bad = g.edges["b", "b-bad"]
     assert bad["relation"] == Relation.QUANTIZED
     assert bad["verified"] is False and bad["confidence"] < 1.0
+
+
+def test_a_gguf_with_f16_fallbacks_is_as_precise_as_its_blocks_and_bf16_parents_f16():
+    child = finetune(root(1), 2)
+    mixed = gguf_copy(child, Q.Q4_0)
+    name = "layers.5.w"
+    mixed.tensors[name] = replace(
+        mixed.tensors[name],
+        dtype="F16",
+        values=child[name].astype(np.float16).astype(np.float32),
+    )
+    assert precision_bits(mixed) == 4  # its Q4_0 blocks, not the F16 matrix
+    base = root(1)
+    models = {"base": base, "a": finetune(base, 2), "b": finetune(base, 3)}
+    half = {n: w.astype(np.float16).astype(np.float32) for n, w in bf16(models["a"]).items()}
+    inputs = [ModelInput(k, make(v)) for k, v in models.items()]
+    inputs.append(ModelInput("a-bf16", make(bf16(models["a"]), "BF16")))
+    inputs.append(ModelInput("a-bf16-f16", make(half, "F16")))
+    g = recover_lineage(inputs, SETTINGS)
+    e = g.edges["a-bf16", "a-bf16-f16"]  # equal precision, another type: rounding proves it
+    assert e["relation"] == Relation.QUANTIZED and e["verified"] is True
