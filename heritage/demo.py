@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
@@ -71,7 +72,8 @@ def _render(rel: duckdb.DuckDBPyRelation) -> str:
 
 
 def _zoo_with_progress() -> Path:
-    """The small zoo, with a bar per model trained (and the time left) while it builds."""
+    """The small zoo, with a bar per model trained (and the time left) while it builds;
+    a line every few models when the output is not a terminal (a log, CI)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -82,6 +84,22 @@ def _zoo_with_progress() -> Path:
     )
 
     from heritage.zoo.cache import cached_zoo
+
+    if not sys.stdout.isatty():
+        started = time.monotonic()
+
+        def on_line(done: int, total: int) -> None:
+            if done % 5 and done != total:
+                return
+            spent = time.monotonic() - started
+            left = spent / done * (total - done)
+            print(
+                f"  trained {done}/{total} zoo models, {spent:.0f} s so far, "
+                f"about {left:.0f} s left",
+                flush=True,
+            )
+
+        return cached_zoo("small", 0, on_model=on_line)
 
     columns = (
         TextColumn("training the zoo"),
