@@ -58,6 +58,7 @@ def index_hub(
         "repos": list(repos) if repos else None,
         "revision": revision,
         "full": full,
+        "flow": "index-hub",
     }
     result = crawl_hub(db, options)
     logger = get_run_logger()

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import polars as pl
 
-from heritage.crawl.assemble import lineage_work, relate_work, utcnow
+from heritage.crawl.assemble import diff_edges, lineage_work, relate_work, utcnow
 from heritage.crawl.run import index_lock
 from heritage.fingerprint import Fingerprint, fingerprint
 from heritage.formats.errors import CheckpointError
@@ -94,6 +94,7 @@ class HubReport:
     per_repo: dict[str, RepoReads] = field(default_factory=dict)
     n_edges: int = 0
     n_families: int = 0
+    n_edges_changed: int = 0  # edges added, removed or changed by the run
 
 
 def _get(info: Any, *names: str) -> Any:
@@ -365,10 +366,14 @@ def run_hub(
     revision: str | None = None,
     full: bool = False,
     source_options: dict[str, Any] | None = None,
+    flow: str = "index-hub-plain",
 ) -> HubReport:
     """Index Hub repos into ``db``, merged with its other models; returns the report.
 
-    ``source_options`` go to every :class:`HttpRangeSource` (retries, backoff, sleep, …).
+    ``source_options`` go to every :class:`HttpRangeSource` (retries, backoff, sleep, …);
+    ``flow`` names the caller in the runs row (the ``index-hub`` flow passes its name).
+    The runs row counts models: seen in the crawled repos, new, re-read, reused, failed,
+    and the edges the run added, removed or changed.
     """
     from huggingface_hub import HfApi, constants
     from huggingface_hub.utils import build_hf_headers, get_session
@@ -454,18 +459,20 @@ def run_hub(
             models, previous, work, [family_lineage(job) for job in work.jobs]
         )
         report.n_edges, report.n_families = edges.height, fam.height
+        report.n_edges_changed = diff_edges(previous.edges, edges).count
+        before = set(previous.models["model_id"].to_list())
         run_row = {
             "run_id": uuid.uuid4().hex,
-            "flow": "index-hub-plain",
+            "flow": flow,
             "started_at": started,
             "finished_at": utcnow(),
             "source": endpoint,
-            "n_seen": len(infos),
-            "n_added": len(report.read),
-            "n_changed": 0,
-            "n_unchanged": len(report.unchanged),
-            "n_failed": len(report.failed),
-            "n_edges_changed": 0,
+            "n_seen": len(rows),
+            "n_added": sum(m not in before for m in fresh),
+            "n_changed": sum(m in before for m in fresh),
+            "n_unchanged": len(reused),
+            "n_failed": sum(r["status"] == "failed" for r in rows),
+            "n_edges_changed": report.n_edges_changed,
             "bytes_read": report.bytes_read,
             "errors": [e for _, e in report.failed],
             "status": "ok" if not report.failed else "partial",

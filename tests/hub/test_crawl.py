@@ -246,17 +246,27 @@ def test_weights_in_subfolders_are_models_of_their_own(small_zoo: Path, tmp_path
         ours = fps.filter(fps["model_id"] == "hub:org/x/adapter")
         assert ours.sort("tensor").equals(local.sort("tensor"))
 
+        first = read_index(db).runs.row(-1, named=True)
+        assert first["flow"] == "index-hub-plain" and first["n_seen"] == 3
+        assert (first["n_added"], first["n_changed"], first["n_unchanged"]) == (3, 0, 0)
+        assert first["n_edges_changed"] == report.n_edges_changed == report.n_edges
+
         # unchanged commit: nothing fetched, the subfolder models stay
         emu.reset_counters()
         again = run_hub(db, endpoint=emu.url, token=False)
         assert again.unchanged == ["org/x"] and not again.read
         assert emu.counters.resolver_requests == emu.counters.cdn_requests == 0
         assert len(read_index(db).models) == 3
+        second = read_index(db).runs.row(-1, named=True)
+        assert (second["n_added"], second["n_changed"], second["n_unchanged"]) == (0, 0, 3)
+        assert second["n_edges_changed"] == 0
 
         # the adapter is deleted in a new commit: its model leaves the index
         shutil.rmtree(repo / "adapter")
         third = run_hub(db, endpoint=emu.url, token=False)
         assert sorted(third.read) == ["org/x", "org/x/ckpt/v2"]
+        last = read_index(db).runs.row(-1, named=True)
+        assert (last["n_seen"], last["n_added"], last["n_changed"]) == (2, 0, 2)
         assert set(read_index(db).models["model_id"]) == {"hub:org/x", "hub:org/x/ckpt/v2"}
     finally:
         emu.stop()

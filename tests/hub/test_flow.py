@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from heritage.index import read_index
 from tests.hub.emulator import HubEmulator
 
 
@@ -17,4 +18,5 @@ def test_index_hub_flow(hub: HubEmulator, tmp_path: Path, prefect_harness) -> No
         "lumenlabs/mlp-b",
     }
     assert not result["failed"]
+    assert read_index(db).runs["flow"].to_list() == ["index-hub"]
     index_hub.validate_parameters({"db": "x.duckdb", "search": "llama", "limit": 5})
