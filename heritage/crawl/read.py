@@ -15,8 +15,7 @@ from pathlib import Path
 from heritage.crawl.plan import FileState, WorkItem
 from heritage.fingerprint import Fingerprint, FingerprintSettings, fingerprint
 from heritage.formats import CheckpointError, open_checkpoint
-from heritage.formats.gguf_reader import GGUFCheckpoint
-from heritage.formats.safetensors_reader import SafetensorsCheckpoint
+from heritage.formats.checkpoint import SourcedCheckpoint
 from heritage.summary import ModelSummary, file_sha256, summarize
 
 
@@ -65,8 +64,9 @@ def _hash(item: WorkItem, files: list[FileState]) -> tuple[list[FileState], int]
 
 
 def _checkpoint_bytes_read(ckpt, files: list[FileState]) -> int:
-    # Pickles are loaded through torch's mmap, whose reads cannot be counted: count them whole.
-    if isinstance(ckpt, SafetensorsCheckpoint | GGUFCheckpoint):
+    # Local pickles are loaded through torch's mmap, whose reads cannot be counted (no
+    # byte sources): count them whole.
+    if isinstance(ckpt, SourcedCheckpoint) and ckpt.sources:
         return ckpt.bytes_read
     return sum(f.bytes for f in files)
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
-from heritage.formats.dtypes import storage_bytes
+from heritage.formats.dtypes import DTYPES, storage_bytes, to_float32
 from heritage.formats.errors import BadCheckpoint
+from heritage.formats.source import ByteSource, ReadBudget, ReadStats, read_planned
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,86 @@ class Checkpoint:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class SourcedCheckpoint(Checkpoint):
+    """A checkpoint whose files are read through byte sources that count every read.
+
+    Subclasses call ``_use_sources`` before ``Checkpoint.__init__``. ``read_budget``
+    bounds the range requests of each batched row read (None: each source merges near
+    ranges its own way), for all files or per file name; ``extra`` counts reads made for
+    the checkpoint outside its weight files (a shard index fetched over HTTP).
+    """
+
+    def _use_sources(
+        self,
+        sources: Mapping[str, ByteSource],
+        read_budget: ReadBudget | Mapping[str, ReadBudget] | None = None,
+        extra: ReadStats | None = None,
+    ) -> None:
+        self._sources: dict[str, ByteSource] = dict(sources)
+        self.read_budget = read_budget
+        self.extra = extra if extra is not None else ReadStats()
+
+    @property
+    def sources(self) -> Mapping[str, ByteSource]:
+        """The byte source of each weight file, by file name (read-only view)."""
+        return MappingProxyType(self._sources)
+
+    @property
+    def bytes_read(self) -> int:
+        """Bytes read from the weight files plus ``extra``."""
+        return sum(s.stats.bytes_read for s in self._sources.values()) + self.extra.bytes_read
+
+    @property
+    def requests(self) -> int:
+        """Requests sent for the weight files plus ``extra``, retries included."""
+        return sum(s.stats.requests for s in self._sources.values()) + self.extra.requests
+
+    @property
+    def reads(self) -> int:
+        """Requests the reader asked for, retries not counted: what a request budget spends."""
+        return sum(s.stats.reads for s in self._sources.values()) + self.extra.reads
+
+    def _gather(self, wanted: Mapping[str, list[tuple[str, int, int]]]) -> dict[str, list[bytes]]:
+        """The bytes of (tensor, offset, length) ranges per file, as one budgeted plan,
+        joined back per tensor in the order asked."""
+        ranges = {file: [(off, n) for _, off, n in parts] for file, parts in wanted.items()}
+        got = read_planned(self._sources, ranges, self.read_budget)
+        raw: dict[str, list[bytes]] = {}
+        for file, parts in wanted.items():
+            for (name, _, _), blob in zip(parts, got[file], strict=True):
+                raw.setdefault(name, []).append(blob)
+        return raw
+
+    def _read_plain_rows(
+        self, plan: dict[str, RowSample], row_start: Callable[[str, int], int]
+    ) -> dict[str, np.ndarray]:
+        """Sampled rows of tensors stored as plain values, each row one contiguous run
+        that starts at byte ``row_start(name, row)`` of its file."""
+        wanted: dict[str, list[tuple[str, int, int]]] = {}
+        for name, sample in plan.items():
+            t = self.info(name)
+            itemsize = DTYPES[t.dtype].itemsize
+            lo, hi = sample.cols if sample.cols is not None else (0, math.prod(t.row_shape))
+            for r in sample.rows:
+                wanted.setdefault(t.file, []).append(
+                    (name, row_start(name, r) + lo * itemsize, (hi - lo) * itemsize)
+                )
+        raw = self._gather(wanted)
+        out: dict[str, np.ndarray] = {}
+        for name, sample in plan.items():
+            t = self.info(name)
+            values = to_float32(b"".join(raw.get(name, [])), t.dtype)
+            shape = t.row_shape if sample.cols is None else (sample.cols[1] - sample.cols[0],)
+            out[name] = values.reshape((len(sample.rows), *shape))
+        return out
+
+    def close(self) -> None:
+        for s in self._sources.values():
+            close = getattr(s, "close", None)
+            if close is not None:
+                close()
 
 
 def check_shape(path: Path | str, name: str, shape: object) -> tuple[int, ...]:

@@ -20,17 +20,16 @@ import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 from gguf.constants import GGMLQuantizationType
 from gguf.quants import dequantize
 
-from heritage.formats.checkpoint import Checkpoint, RowSample, TensorInfo
+from heritage.formats.checkpoint import RowSample, SourcedCheckpoint, TensorInfo
 from heritage.formats.dtypes import BLOCK_TYPES, storage_bytes, to_float32
 from heritage.formats.errors import BadCheckpoint
-from heritage.formats.source import ByteSource, ReadBudget, ReadStats, read_planned
+from heritage.formats.source import ByteSource, ReadBudget
 
 __all__ = [
     "MAX_METADATA_BYTES",
@@ -348,7 +347,7 @@ def _declared(metadata: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
-class GGUFCheckpoint(Checkpoint):
+class GGUFCheckpoint(SourcedCheckpoint):
     """One GGUF model: a file, or the files of a split GGUF, each with its own header."""
 
     def __init__(
@@ -363,8 +362,7 @@ class GGUFCheckpoint(Checkpoint):
         ``read_budget`` bounds the range requests of each batched row read, as for
         ``SafetensorsCheckpoint``; ``files`` are their paths (by default beside
         ``location``, the first file)."""
-        self.read_budget = read_budget
-        self.extra = ReadStats()  # no reads outside the weight files
+        self._use_sources(sources, read_budget)
         tensors: list[TensorInfo] = []
         self._gguf: dict[str, tuple[GGUFTensor, Callable[[int], int]]] = {}
         metadata: dict[str, Any] = {}
@@ -383,7 +381,6 @@ class GGUFCheckpoint(Checkpoint):
                     TensorInfo(name, t.dtype, t.shape, file, t.start, t.start + t.nbytes)
                 )
         tensors.sort(key=lambda t: t.name)
-        self._sources = dict(sources)
         self.metadata = metadata
         super().__init__(
             location=location,
@@ -416,29 +413,17 @@ class GGUFCheckpoint(Checkpoint):
             for r in sample.rows:
                 offset = t.start + to_gguf(r) * row_bytes + skip
                 per_file.setdefault(info.file, []).append((name, offset, n))
-        raw: dict[str, list[bytes]] = {name: [] for name in plan if name not in whole}
-        ranges = {file: [(off, n) for _, off, n in wanted] for file, wanted in per_file.items()}
-        got = read_planned(self._sources, ranges, self.read_budget)
-        for file, wanted in per_file.items():
-            for (name, _, _), blob in zip(wanted, got[file], strict=True):
-                raw[name].append(blob)
+        raw = self._gather(per_file)
         out: dict[str, np.ndarray] = {}
         for name, values in whole.items():
             out[name] = values.reshape(-1) if plan[name].cols is None else values
-        for name, parts in raw.items():
+        for name, (lo, hi, first) in windows.items():
             t, _ = self._gguf[name]
-            lo, hi, first = windows[name]
             n_rows = len(plan[name].rows)
             if hi <= lo or not n_rows:
                 out[name] = np.zeros((n_rows, max(hi - lo, 0)), np.float32)
                 continue
-            data = b"".join(parts)
-            if t.dtype in BLOCK_TYPES:
-                blocks = np.frombuffer(data, dtype=np.uint8).reshape(n_rows, -1)
-                with np.errstate(all="ignore"):  # hostile scales decode to inf/nan, quietly
-                    values = dequantize(blocks, t.type).astype(np.float32).reshape(n_rows, -1)
-            else:
-                values = to_float32(data, t.dtype).reshape(n_rows, -1)
+            values = _decode(b"".join(raw[name]), t).reshape(n_rows, -1)
             values = values[:, lo - first : hi - first]
             info = self.info(name)
             shape = info.row_shape if plan[name].cols is None else (hi - lo,)
@@ -448,23 +433,13 @@ class GGUFCheckpoint(Checkpoint):
     def read_whole(self, name: str) -> np.ndarray:
         """A tensor's stored values, all of them, flat, in GGUF row order."""
         t, _ = self._gguf[name]
-        data = self._sources[self.info(name).file].read(t.start, t.nbytes)
-        if t.dtype in BLOCK_TYPES:
-            with np.errstate(all="ignore"):
-                return dequantize(np.frombuffer(data, dtype=np.uint8), t.type).astype(np.float32)
+        return _decode(self._sources[self.info(name).file].read(t.start, t.nbytes), t)
+
+
+def _decode(data: bytes, t: GGUFTensor) -> np.ndarray:
+    """Stored bytes of a tensor (whole blocks for block types) as flat float32."""
+    if t.dtype not in BLOCK_TYPES:
         return to_float32(data, t.dtype)
-
-    @property
-    def sources(self) -> Mapping[str, ByteSource]:
-        """The byte source of each file, by file name (read-only view)."""
-        return MappingProxyType(self._sources)
-
-    @property
-    def bytes_read(self) -> int:
-        return sum(s.stats.bytes_read for s in self._sources.values())
-
-    def close(self) -> None:
-        for s in self._sources.values():
-            close = getattr(s, "close", None)
-            if close is not None:
-                close()
+    blocks = np.frombuffer(data, dtype=np.uint8).reshape(-1, BLOCK_TYPES[t.dtype].type_size)
+    with np.errstate(all="ignore"):  # hostile scales decode to inf/nan, quietly
+        return dequantize(blocks, t.type).astype(np.float32).reshape(-1)

@@ -15,16 +15,15 @@ import zipfile
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 import torch
 
-from heritage.formats.checkpoint import Checkpoint, RowSample, TensorInfo
+from heritage.formats.checkpoint import RowSample, SourcedCheckpoint, TensorInfo
 from heritage.formats.dtypes import TORCH_TO_SAFETENSORS
 from heritage.formats.errors import BadCheckpoint, UnsafePickle
-from heritage.formats.source import ByteSource, ReadStats
+from heritage.formats.source import ByteSource
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 ZIP_MAGIC = b"PK\x03\x04"
@@ -144,7 +143,7 @@ def load_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str]:
     return tensors, kind
 
 
-class PickleCheckpoint(Checkpoint):
+class PickleCheckpoint(SourcedCheckpoint):
     """Tensors from one or more torch pickles (a sharded ``pytorch_model.bin`` is several)."""
 
     def __init__(
@@ -159,8 +158,7 @@ class PickleCheckpoint(Checkpoint):
         """``files`` name the pickles where they came from when ``paths`` are local
         copies of downloads; ``sources`` are the byte sources they were downloaded
         through (by file name), which counted the bytes and requests."""
-        self._sources: dict[str, ByteSource] = dict(sources or {})
-        self.extra = ReadStats()
+        self._use_sources(sources or {})
         self._tensors: dict[str, torch.Tensor] = {}
         infos: list[TensorInfo] = []
         kinds: set[str] = set()
@@ -201,14 +199,6 @@ class PickleCheckpoint(Checkpoint):
             out[name] = picked.detach().to(torch.float32).numpy()
         return out
 
-    @property
-    def sources(self) -> Mapping[str, ByteSource]:
-        """The byte sources the pickles were downloaded through (empty when local)."""
-        return MappingProxyType(self._sources)
-
-    @property
-    def bytes_read(self) -> int:
-        return sum(s.stats.bytes_read for s in self._sources.values())
-
     def close(self) -> None:
         self._tensors = {}
+        super().close()

@@ -10,12 +10,11 @@ import json
 import math
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
-from heritage.formats.checkpoint import Checkpoint, RowSample, TensorInfo, check_shape
+from heritage.formats.checkpoint import RowSample, SourcedCheckpoint, TensorInfo, check_shape
 from heritage.formats.dtypes import DTYPES, to_float32
 from heritage.formats.errors import BadCheckpoint
 from heritage.formats.source import (
@@ -23,7 +22,6 @@ from heritage.formats.source import (
     LocalFileSource,
     ReadBudget,
     ReadStats,
-    read_planned,
 )
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -141,7 +139,7 @@ def parse_header(source: ByteSource, file: str) -> tuple[list[TensorInfo], dict[
     return tensors, metadata
 
 
-class SafetensorsCheckpoint(Checkpoint):
+class SafetensorsCheckpoint(SourcedCheckpoint):
     """One or more safetensors files that together hold a model."""
 
     def __init__(
@@ -176,9 +174,7 @@ class SafetensorsCheckpoint(Checkpoint):
                 seen[t.name] = file
             tensors.extend(listed)
         tensors.sort(key=lambda t: t.name)
-        self._sources = dict(sources)
-        self.read_budget = read_budget
-        self.extra = extra if extra is not None else ReadStats()
+        self._use_sources(sources, read_budget, extra)
         super().__init__(
             location=location,
             format=fmt,
@@ -195,56 +191,12 @@ class SafetensorsCheckpoint(Checkpoint):
         return to_float32(raw, t.dtype).reshape(t.shape)
 
     def _read_rows_many(self, plan: dict[str, RowSample]) -> dict[str, np.ndarray]:
-        # Group byte ranges per file so each source can coalesce neighbouring rows.
-        per_file: dict[str, list[tuple[str, int, int]]] = {}
-        for name, sample in plan.items():
+        def row_start(name: str, r: int) -> int:
             t = self.info(name)
             assert t.start is not None
-            itemsize = DTYPES[t.dtype].itemsize
-            row_bytes = math.prod(t.row_shape) * itemsize
-            lo, hi = sample.cols if sample.cols is not None else (0, math.prod(t.row_shape))
-            for r in sample.rows:
-                offset = t.start + r * row_bytes + lo * itemsize
-                per_file.setdefault(t.file, []).append((name, offset, (hi - lo) * itemsize))
-        raw: dict[str, list[bytes]] = {name: [] for name in plan}
-        ranges = {file: [(off, n) for _, off, n in wanted] for file, wanted in per_file.items()}
-        got = read_planned(self._sources, ranges, self.read_budget)
-        for file, wanted in per_file.items():
-            for (name, _, _), blob in zip(wanted, got[file], strict=True):
-                raw[name].append(blob)
-        out: dict[str, np.ndarray] = {}
-        for name, parts in raw.items():
-            t, sample = self.info(name), plan[name]
-            values = to_float32(b"".join(parts), t.dtype)
-            shape = t.row_shape if sample.cols is None else (sample.cols[1] - sample.cols[0],)
-            out[name] = values.reshape((len(sample.rows), *shape))
-        return out
+            return t.start + r * math.prod(t.row_shape) * DTYPES[t.dtype].itemsize
 
-    @property
-    def sources(self) -> Mapping[str, ByteSource]:
-        """The byte source of each weight file, by file name (read-only view)."""
-        return MappingProxyType(self._sources)
-
-    @property
-    def bytes_read(self) -> int:
-        """Bytes read from the weight files plus ``extra`` (a remote shard index)."""
-        return sum(s.stats.bytes_read for s in self._sources.values()) + self.extra.bytes_read
-
-    @property
-    def requests(self) -> int:
-        """Requests sent for the weight files plus ``extra``, retries included."""
-        return sum(s.stats.requests for s in self._sources.values()) + self.extra.requests
-
-    @property
-    def reads(self) -> int:
-        """Requests the reader asked for, retries not counted: what a request budget spends."""
-        return sum(s.stats.reads for s in self._sources.values()) + self.extra.reads
-
-    def close(self) -> None:
-        for s in self._sources.values():
-            close = getattr(s, "close", None)
-            if close:
-                close()
+        return self._read_plain_rows(plan, row_start)
 
 
 def _base(location: Path) -> Path:

@@ -21,15 +21,14 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
-from heritage.formats.checkpoint import Checkpoint, RowSample, TensorInfo
-from heritage.formats.dtypes import DTYPES, to_float32
+from heritage.formats.checkpoint import RowSample, SourcedCheckpoint, TensorInfo
+from heritage.formats.dtypes import DTYPES
 from heritage.formats.errors import BadCheckpoint, UnsafePickle
-from heritage.formats.source import ByteSource, ReadBudget, ReadStats, read_planned
+from heritage.formats.source import ByteSource, ReadBudget, read_planned
 
 __all__ = ["TorchZipCheckpoint", "read_directory"]
 
@@ -217,7 +216,7 @@ def _contiguous_rows(ref: _TensorRef) -> bool:
     return True
 
 
-class TorchZipCheckpoint(Checkpoint):
+class TorchZipCheckpoint(SourcedCheckpoint):
     """One or more zip-format torch checkpoints read through byte-range sources."""
 
     def __init__(
@@ -232,9 +231,7 @@ class TorchZipCheckpoint(Checkpoint):
         """``sources`` maps file names to their bytes; ``read_budget`` bounds the range
         requests of each batched row read, ``header_budget`` those of the storages' local
         headers (as for ``SafetensorsCheckpoint``)."""
-        self.read_budget = read_budget
-        self.extra = ReadStats()
-        self._sources = dict(sources)
+        self._use_sources(sources, read_budget)
         self._rows: dict[str, tuple[int, int]] = {}  # name -> (row 0's byte offset, row stride)
         infos: list[TensorInfo] = []
         for file, source in sources.items():
@@ -306,34 +303,8 @@ class TorchZipCheckpoint(Checkpoint):
         return out
 
     def _read_rows_many(self, plan: dict[str, RowSample]) -> dict[str, np.ndarray]:
-        per_file: dict[str, list[tuple[str, int, int]]] = {}
-        for name, sample in plan.items():
-            t = self.info(name)
+        def row_start(name: str, r: int) -> int:
             start, row_stride = self._rows[name]
-            itemsize = DTYPES[t.dtype].itemsize
-            width = math.prod(t.row_shape)
-            lo, hi = sample.cols if sample.cols is not None else (0, width)
-            for r in sample.rows:
-                off = start + r * row_stride + lo * itemsize
-                per_file.setdefault(t.file, []).append((name, off, (hi - lo) * itemsize))
-        ranges = {f: [(off, n) for _, off, n in wanted] for f, wanted in per_file.items()}
-        got = read_planned(self._sources, ranges, self.read_budget)
-        raw: dict[str, list[bytes]] = {name: [] for name in plan}
-        for file, wanted in per_file.items():
-            for (name, _, _), blob in zip(wanted, got[file], strict=True):
-                raw[name].append(blob)
-        out = {}
-        for name, parts in raw.items():
-            t, sample = self.info(name), plan[name]
-            values = to_float32(b"".join(parts), t.dtype)
-            shape = t.row_shape if sample.cols is None else (sample.cols[1] - sample.cols[0],)
-            out[name] = values.reshape((len(sample.rows), *shape))
-        return out
+            return start + r * row_stride
 
-    @property
-    def sources(self) -> Mapping[str, ByteSource]:
-        return MappingProxyType(self._sources)
-
-    @property
-    def bytes_read(self) -> int:
-        return sum(s.stats.bytes_read for s in self._sources.values())
+        return self._read_plain_rows(plan, row_start)
