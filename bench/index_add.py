@@ -23,7 +23,6 @@ blocks it writes, up to its default memory limit. Not a timed test.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import resource
 import subprocess
@@ -31,8 +30,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-import numpy as np
 
 HERE = Path(__file__).resolve().parent
 
@@ -88,7 +85,6 @@ def add_one(db: Path, lazy: bool) -> dict:
     import polars as pl
 
     from heritage.crawl.assemble import lineage_work, relate_work
-    from heritage.fingerprint import Fingerprint
     from heritage.index import (
         IndexData,
         fingerprints_frame,
@@ -99,22 +95,13 @@ def add_one(db: Path, lazy: bool) -> dict:
         write_index,
     )
     from heritage.lineage import family_lineage
+    from shapes import finetune_print
 
     t0 = time.perf_counter()
     previous = read_index(db, fingerprints=not lazy)
     t_read = time.perf_counter() - t0
     base = previous.fingerprint(previous.families["root_model_id"].sort()[0])
-    rng = np.random.default_rng(7)
-    new_fp = Fingerprint(
-        {
-            name: dataclasses.replace(
-                t,
-                values=(1.01 * t.values + rng.normal(0, 0.004, t.values.shape)).astype(np.float32),
-            )
-            for name, t in base.tensors.items()
-        }
-    )
-    new = {"added-one": new_fp}
+    new = {"added-one": finetune_print(base)}
     schema = models_frame([]).schema
     models = pl.concat(
         [

@@ -31,7 +31,6 @@ Not a timed test: the figures go into README with the machine they were measured
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import subprocess
@@ -46,7 +45,6 @@ HERE = Path(__file__).resolve().parent
 
 def run_one(shape: str, n: int, queries: int) -> dict:
     sys.path.insert(0, str(HERE))
-    from heritage.fingerprint import Fingerprint
     from heritage.lineage import LineageSettings, ModelInput, recover_lineage
     from heritage.lineage.evidence import evidence_layout, evidence_vectors
     from heritage.lineage.incremental import update_lineage
@@ -56,7 +54,7 @@ def run_one(shape: str, n: int, queries: int) -> dict:
         sketch,
         sketch_neighbours,
     )
-    from shapes import edges_right, shape_prints
+    from shapes import edges_right, finetune_print, shape_prints
 
     inputs, parent = shape_prints(shape, n)
     t0 = time.perf_counter()
@@ -66,22 +64,7 @@ def run_one(shape: str, n: int, queries: int) -> dict:
     out = {"shape": shape, "models": n, "seconds": secs, "directed": directed}
     out["undirected"] = undirected
     # one more model (a fine-tune of the first family's root) into the n-model lineage
-    base = inputs[0].fingerprint
-    rng = np.random.default_rng(7)
-    new = ModelInput(
-        "added-one",
-        Fingerprint(
-            {
-                name: dataclasses.replace(
-                    t,
-                    values=(1.01 * t.values + rng.normal(0, 0.004, t.values.shape)).astype(
-                        np.float32
-                    ),
-                )
-                for name, t in base.tensors.items()
-            }
-        ),
-    )
+    new = ModelInput("added-one", finetune_print(inputs[0].fingerprint))
     t0 = time.perf_counter()
     update = update_lineage(g, [*inputs, new], {new.id}, LineageSettings(use_times=False))
     out["add_one_seconds"] = time.perf_counter() - t0

@@ -11,13 +11,15 @@ minimum spanning tree recovers them exactly, so they check scale, not difficulty
 
 from __future__ import annotations
 
+import dataclasses
+
 import networkx as nx
 import numpy as np
 
 from heritage.fingerprint import Fingerprint, TensorPrint
 from heritage.lineage import ModelInput
 
-__all__ = ["SHAPES", "edges_right", "shape_prints"]
+__all__ = ["SHAPES", "edges_right", "finetune_print", "shape_prints"]
 
 SHAPES = ("star", "forest", "chains")
 
@@ -65,6 +67,20 @@ def shape_prints(kind: str, n: int, seed: int = 0) -> tuple[list[ModelInput], di
         for name, ws in weights.items()
     ]
     return inputs, parent
+
+
+def finetune_print(fp: Fingerprint, seed: int = 7) -> Fingerprint:
+    """A fingerprint one step of these shapes away from ``fp``: 1.01 w + N(0, 0.004^2)."""
+    rng = np.random.default_rng(seed)
+    return Fingerprint(
+        {
+            name: dataclasses.replace(
+                t,
+                values=(1.01 * t.values + rng.normal(0, 0.004, t.values.shape)).astype(np.float32),
+            )
+            for name, t in fp.tensors.items()
+        }
+    )
 
 
 def edges_right(graph: nx.DiGraph, parent: dict[str, str]) -> tuple[float, float]:

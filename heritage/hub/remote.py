@@ -83,6 +83,20 @@ def resolver_reads(ckpt: RemoteCheckpoint) -> int:
     return sum(s.resolver_reads if isinstance(s, HttpStats) else s.reads for s in stats)
 
 
+def _http_source(
+    endpoint: str,
+    repo: str,
+    revision: str,
+    path: str,
+    session: Any,
+    headers: Mapping[str, str] | None,
+    options: Mapping[str, Any],
+) -> HttpRangeSource:
+    """A range source for one repo path, resolved through the Hub."""
+    url = resolve_url(endpoint, repo, revision, path)
+    return HttpRangeSource(url, session, headers, **options)
+
+
 def resolve_url(endpoint: str, repo: str, revision: str, file: str) -> str:
     return f"{endpoint.rstrip('/')}/{repo}/resolve/{quote(revision, safe='')}/{quote(file)}"
 
@@ -179,8 +193,7 @@ def open_remote(
     location = Path(repo)
 
     def source(name: str) -> HttpRangeSource:
-        url = resolve_url(endpoint, repo, revision, name)
-        return HttpRangeSource(url, session, headers, **source_options)
+        return _http_source(endpoint, repo, revision, name, session, headers, source_options)
 
     if kind == "single":
         ckpt = SafetensorsCheckpoint(
@@ -244,9 +257,7 @@ def open_remote_pickle(
     legacy pickles downloaded whole up to ``legacy_limit`` bytes and loaded with
     ``torch.load(weights_only=True)``, larger ones refused with ``NotReadRemotely``."""
     sources = {
-        p: HttpRangeSource(
-            resolve_url(endpoint, repo, revision, p), session, headers, **source_options
-        )
+        p: _http_source(endpoint, repo, revision, p, session, headers, source_options)
         for p in paths
     }
     files = [Path(repo) / p for p in paths]
@@ -314,9 +325,7 @@ def open_remote_gguf(
     """A GGUF model of the repo at ``revision`` (``paths``: a file, or a split GGUF's
     parts), its header and sampled blocks read as ranges, budgeted as ``open_remote``."""
     sources = {
-        p: HttpRangeSource(
-            resolve_url(endpoint, repo, revision, p), session, headers, **source_options
-        )
+        p: _http_source(endpoint, repo, revision, p, session, headers, source_options)
         for p in paths
     }
     ckpt = GGUFCheckpoint(Path(repo) / paths[0], sources, files=[Path(repo) / p for p in paths])

@@ -201,7 +201,8 @@ def read_index(path: Path | str, *, fingerprints: bool = True) -> IndexData:
         return IndexData()
     con = connect_readonly(path)
     try:
-        lazy = not fingerprints and check_schema_version(read_meta(con), path) == SCHEMA_VERSION
+        meta = read_meta(con)
+        lazy = not fingerprints and check_schema_version(meta, path) == SCHEMA_VERSION
         frames = {
             t: con.sql(f"SELECT * FROM {t} ORDER BY {ORDER_BY[t]}").pl().cast(table_schema(t))
             for t in TABLES
@@ -211,7 +212,7 @@ def read_index(path: Path | str, *, fingerprints: bool = True) -> IndexData:
         if lazy:
             ids = con.sql("SELECT DISTINCT model_id FROM fingerprints ORDER BY model_id")
             stored = StoredPrints(str(path.absolute()), {m: m for (m,) in ids.fetchall()})
-        return IndexData(**frames, meta=read_meta(con), stored_prints=stored)
+        return IndexData(**frames, meta=meta, stored_prints=stored)
     finally:
         con.close()
 

@@ -190,12 +190,7 @@ class _Walker:
                 if not is_weight_file(n):
                     self.skip(path, "not a model file")
                     continue
-                reason = _readable(path)
-                if reason:
-                    self.skip(path, reason, "warning")
-                    continue
-                self.found.append((f"{rel}/{n}" if rel else n, path, "file"))
-                any_model = True
+                any_model = self._file_model(folder, rel, n) or any_model
         else:
             for n in files:
                 if n != CONFIG_NAME and not is_gguf(n):
@@ -224,13 +219,18 @@ class _Walker:
             if first is not None:
                 self.skip(path, f"part of the split GGUF {first}")
                 continue
-            reason = _readable(path)
-            if reason:
-                self.skip(path, reason, "warning")
-                continue
-            self.found.append((f"{rel}/{n}" if rel else n, path, "file"))
-            found = True
+            found = self._file_model(folder, rel, n) or found
         return found
+
+    def _file_model(self, folder: Path, rel: str, name: str) -> bool:
+        """Find one weight file as a model of its own, unless it cannot be read."""
+        path = folder / name
+        reason = _readable(path)
+        if reason:
+            self.skip(path, reason, "warning")
+            return False
+        self.found.append((f"{rel}/{name}" if rel else name, path, "file"))
+        return True
 
     def _progress(self) -> None:
         if self.on_folder:
