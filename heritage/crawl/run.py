@@ -22,15 +22,12 @@ from heritage.crawl.journal import Journal
 from heritage.crawl.plan import Plan, WorkItem, plan_run
 from heritage.crawl.progress import current
 from heritage.crawl.read import ReadResult, failed, read_model
+from heritage.errors import IndexBusy
 from heritage.index import IndexData, read_index, write_index
 from heritage.sources import Discovery, discover
 
 log = logging.getLogger("heritage.crawl")
 DEFAULT_WORKERS = 4
-
-
-class IndexBusy(RuntimeError):
-    """Another run is writing the same index file."""
 
 
 @contextlib.contextmanager

@@ -1,8 +1,8 @@
 """Readers that turn a checkpoint into tensors, safely and without reading more than needed."""
 
+from heritage.errors import BadCheckpoint, CheckpointError, UnsafePickle
 from heritage.formats.checkpoint import Checkpoint, RowSample, TensorInfo
 from heritage.formats.dtypes import DTYPES, to_float32
-from heritage.formats.errors import BadCheckpoint, CheckpointError, UnsafePickle
 from heritage.formats.open import WEIGHT_SUFFIXES, open_checkpoint, weight_files
 from heritage.formats.source import ByteSource, LocalFileSource, ReadStats
 

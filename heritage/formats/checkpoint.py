@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from heritage.errors import BadCheckpoint
 from heritage.formats.dtypes import DTYPES, storage_bytes, to_float32
-from heritage.formats.errors import BadCheckpoint
 from heritage.formats.source import ByteSource, ReadBudget, ReadStats, read_planned
 
 

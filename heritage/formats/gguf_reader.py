@@ -26,9 +26,9 @@ import numpy as np
 from gguf.constants import GGMLQuantizationType
 from gguf.quants import dequantize
 
+from heritage.errors import BadCheckpoint
 from heritage.formats.checkpoint import RowSample, SourcedCheckpoint, TensorInfo
 from heritage.formats.dtypes import BLOCK_TYPES, storage_bytes, to_float32
-from heritage.formats.errors import BadCheckpoint
 from heritage.formats.source import ByteSource, ReadBudget
 
 __all__ = [

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from heritage.errors import BadCheckpoint
 from heritage.formats.checkpoint import Checkpoint
-from heritage.formats.errors import BadCheckpoint
 from heritage.formats.gguf_reader import GGUFCheckpoint, split_files
 from heritage.formats.pickle_reader import PICKLE_SUFFIXES, PickleCheckpoint
 from heritage.formats.safetensors_reader import (

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from heritage.errors import BadCheckpoint, UnsafePickle
 from heritage.formats.checkpoint import RowSample, SourcedCheckpoint, TensorInfo
 from heritage.formats.dtypes import TORCH_TO_SAFETENSORS
-from heritage.formats.errors import BadCheckpoint, UnsafePickle
 from heritage.formats.source import ByteSource
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from heritage.errors import BadCheckpoint
 from heritage.formats.checkpoint import RowSample, SourcedCheckpoint, TensorInfo, check_shape
 from heritage.formats.dtypes import DTYPES, to_float32
-from heritage.formats.errors import BadCheckpoint
 from heritage.formats.source import (
     ByteSource,
     LocalFileSource,

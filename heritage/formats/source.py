@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar, runtime_checkable
 
-from heritage.formats.errors import BadCheckpoint
+from heritage.errors import BadCheckpoint
 
 # Ranges closer than this are read in one request: a small over-read beats a round trip.
 # Local reads are cheap, so only ranges within a page merge; HTTP sources merge wider.

@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from heritage.errors import BadCheckpoint, UnsafePickle
 from heritage.formats.checkpoint import RowSample, SourcedCheckpoint, TensorInfo
 from heritage.formats.dtypes import DTYPES
-from heritage.formats.errors import BadCheckpoint, UnsafePickle
 from heritage.formats.source import ByteSource, ReadBudget, read_planned
 
 __all__ = ["TorchZipCheckpoint", "read_directory"]

@@ -21,11 +21,10 @@ import polars as pl
 
 from heritage.crawl.assemble import diff_edges, lineage_work, relate_work, utcnow
 from heritage.crawl.run import index_lock
+from heritage.errors import CheckpointError, GatedRepo, NotReadRemotely
 from heritage.fingerprint import Fingerprint, fingerprint
-from heritage.formats.errors import CheckpointError
 from heritage.hub.http_source import redact
 from heritage.hub.remote import (
-    NotReadRemotely,
     RemoteCheckpoint,
     gguf_models,
     open_remote,
@@ -190,13 +189,13 @@ def _fields(info: Any, repo: str, sha: str | None, card: dict[str, Any]) -> dict
 
 
 class Read(NamedTuple):
-    """One model of a repo: its row, its fingerprint (None unless read) and the cost."""
+    """One model of a repo: its row, its fingerprint (None unless read), the cost, and
+    whether the Hub refused it as gated or private (then the repo's other models are too)."""
 
     row: dict[str, Any]
     fingerprint: Fingerprint | None
-    bytes: int = 0
-    resolver: int = 0
-    cdn: int = 0
+    cost: RepoReads = RepoReads(0, 0, 0)
+    gated: bool = False
 
 
 def read_repo(
@@ -221,8 +220,7 @@ def read_repo(
     reads = [
         _read_weights(endpoint, repo, sha, files, "", common, session, headers, source_options)
     ]
-    root = reads[0].row
-    if root["status"] == "failed" and (root["error"] or "").startswith("gated:"):
+    if reads[0].gated:
         return reads  # no token for this repo: its subfolders would be refused the same way
     folders, more = weight_folders(files)
     if more:
@@ -322,9 +320,8 @@ def _read_model(
         return Read(row, None)
     except CheckpointError as exc:
         text = redact(" ".join(str(exc).split()), headers)
-        if "gated or private" in text:
-            text = f"gated: {text}"
-        return Read(model_row(mid, **common, status="failed", error=text, indexed_at=now), None)
+        row = model_row(mid, **common, status="failed", error=text, indexed_at=now)
+        return Read(row, None, gated=isinstance(exc, GatedRepo))
     ts = ckpt.tensors
     row = model_row(
         mid,
@@ -344,7 +341,7 @@ def _read_model(
         error=None,
         indexed_at=now,
     )
-    return Read(row, fp, ckpt.bytes_read, *request_counts(ckpt))
+    return Read(row, fp, RepoReads(ckpt.bytes_read, *request_counts(ckpt)))
 
 
 def _repo_id(model_id: str) -> str:
@@ -418,7 +415,7 @@ def run_hub(
                 report.unchanged.append(repo)
                 continue
             reads = read_repo(endpoint, info, session, headers, source_options)
-            cost = RepoReads(*(sum(col) for col in zip(*(r[2:] for r in reads), strict=True)))
+            cost = RepoReads(*(sum(col) for col in zip(*(r.cost for r in reads), strict=True)))
             report.bytes_read += cost.bytes
             report.resolver_requests += cost.resolver
             report.cdn_requests += cost.cdn

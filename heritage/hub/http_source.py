@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from heritage.formats.errors import CheckpointError
+from heritage.errors import GatedRepo, HttpError, NotFound
 from heritage.formats.safetensors_reader import HEADER_PROBE_BYTES
 from heritage.formats.source import ReadStats, coalesce, split_spans
 
@@ -63,10 +63,6 @@ _UNSATISFIED_RANGE = re.compile(r"^bytes \*/(\d+)$")
 _RATELIMIT_RESET = re.compile(r"(?:^|;)\s*t=(\d+)")
 _BEARER = re.compile(r"(Bearer\s+)\S+", re.IGNORECASE)
 _HF_TOKEN = re.compile(r"hf_[A-Za-z0-9]{6,}")
-
-
-class HttpSourceError(CheckpointError):
-    """A remote file that could not be read: names the URL and the reason."""
 
 
 def redact(text: str, headers: Mapping[str, str] | None = None) -> str:
@@ -209,8 +205,10 @@ class HttpRangeSource:
             text = text.replace(secret, "<signed CDN URL>")
         return redact(text, self.headers)
 
-    def _fail(self, reason: str) -> HttpSourceError:
-        return HttpSourceError(self.url, self._scrub(reason))
+    def _fail(
+        self, reason: str, status: int | None = None, kind: type[HttpError] = HttpError
+    ) -> HttpError:
+        return kind(self.url, self._scrub(reason), status)
 
     def _count(self, kind: str, retry: bool) -> None:
         with self._lock:
@@ -389,10 +387,12 @@ class HttpRangeSource:
 
     def _check_status(self, resp: Any, what: str) -> None:
         code = resp.status_code
-        if code in (401, 403):
-            raise self._fail(f"gated or private: HTTP {code} on {what}")
+        error_code = resp.headers.get("X-Error-Code", "")
+        if code in (401, 403) or error_code == "GatedRepo":
+            raise self._fail(f"gated or private: HTTP {code} on {what}", code, GatedRepo)
         if code == 404:
-            raise self._fail(f"not found: HTTP 404 on {what}")
+            why = f" ({error_code})" if error_code else ""
+            raise self._fail(f"not found: HTTP 404 on {what}{why}", code, NotFound)
 
     def _range_reply(self, resp: Any) -> tuple[int, int, str]:
         """(start, stop, total) of a reply that must be a plain 206 with a Content-Range."""

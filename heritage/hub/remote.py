@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote
 
-from heritage.formats.errors import BadCheckpoint, CheckpointError
+from heritage.errors import BadCheckpoint, NotReadRemotely
 from heritage.formats.gguf_reader import SPLIT_NAME, GGUFCheckpoint
 from heritage.formats.pickle_reader import ZIP_MAGIC, PickleCheckpoint
 from heritage.formats.safetensors_reader import INDEX_NAME, SafetensorsCheckpoint
@@ -234,10 +234,6 @@ def _set_budget(ckpt: RemoteCheckpoint, max_extra_bytes: int) -> None:
         ckpt.read_budget = cdn_budget()
     else:  # some files redirected, some served by the resolver
         ckpt.read_budget = {f: cdn_budget() if f in on_cdn else direct for f in ckpt.sources}
-
-
-class NotReadRemotely(CheckpointError):
-    """Weights that are not read over HTTP (a legacy pickle over the download limit)."""
 
 
 def open_remote_pickle(

@@ -22,6 +22,7 @@ import duckdb
 import polars as pl
 
 from heritage import __version__
+from heritage.errors import IndexVersionError
 from heritage.index.frames import (
     ORDER_BY,
     TABLES,
@@ -55,10 +56,6 @@ IDS_RELATION = (
     "heritage_ids"  # (model_id, stored_id) of fingerprint rows read or copied from a file
 )
 _OLD = "heritage_old"  # catalog name of the file stored fingerprint rows are copied from
-
-
-class IndexVersionError(RuntimeError):
-    """The file is not an index this code can read (newer schema, or not an index)."""
 
 
 def _sql_string(text: str) -> str:

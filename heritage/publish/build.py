@@ -27,6 +27,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from heritage import __version__
+from heritage.errors import PublishError
 from heritage.lineage.types import Relation
 from heritage.publish import fmt, html
 from heritage.publish.api import api_files, headline
@@ -60,10 +61,6 @@ AGREEMENT_TEXT = {  # one sentence per declared_vs_inferred status
     "proposed": "No base model is declared; the weights propose one.",
 }
 PARAM_STEPS = [10**k for k in range(3, 13)]  # filter choices: 1K ... 1T
-
-
-class PublishError(RuntimeError):
-    """The site cannot be published to the requested folder."""
 
 
 @dataclass

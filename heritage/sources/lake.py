@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from heritage.errors import UploadError
 from heritage.formats import CheckpointError, open_checkpoint
 from heritage.sources.local import CARD_NAME, is_weight_file
 from heritage.summary import file_sha256
@@ -37,10 +38,6 @@ _UNITS = {
     "TIB": 2**40,
 }
 _CHUNK = 1 << 20
-
-
-class UploadError(ValueError):
-    """An upload refused: bad name, format or size, name taken, or a bad copy."""
 
 
 @dataclass

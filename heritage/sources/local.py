@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from heritage.errors import DiscoveryError
 from heritage.formats import WEIGHT_SUFFIXES
 from heritage.formats.gguf_reader import SPLIT_NAME
 
@@ -36,10 +37,6 @@ INDEX_NAMES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 CARD_NAME = "README.md"
 CONFIG_NAME = "config.json"
 _HF_WEIGHT = re.compile(r"^(?:model|pytorch_model)(?:-\d+-of-\d+)?\.(?:safetensors|bin)$")
-
-
-class DiscoveryError(ValueError):
-    """The roots themselves are unusable (missing, nested, clashing names): a usage error."""
 
 
 @dataclass(frozen=True)

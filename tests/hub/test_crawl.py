@@ -11,13 +11,13 @@ from huggingface_hub.utils import get_session
 from safetensors.numpy import save_file
 
 from heritage.crawl import run_index
+from heritage.errors import NotReadRemotely
 from heritage.fingerprint import fingerprint
 from heritage.formats import open_checkpoint
 from heritage.formats.gguf_reader import hf_name
 from heritage.hub.crawl import run_hub
 from heritage.hub.remote import (
     MAX_SUBFOLDERS,
-    NotReadRemotely,
     open_remote_pickle,
     request_budget,
     weight_files,
@@ -189,7 +189,7 @@ def test_gated_and_full_body_repos_fail_alone(
     report = run_hub(db, endpoint=hub.url, token=wrong)
     errors = dict(report.failed)
     assert set(errors) == {gated, full}
-    assert errors[gated].startswith("gated:")
+    assert "gated or private: HTTP 401" in errors[gated] and gated in errors[gated]
     assert "whole file" in errors[full] and full in errors[full]
     models = read_index(db).models
     assert len(models) == len(hub.repos)

@@ -5,13 +5,13 @@ from pathlib import Path
 import pytest
 from huggingface_hub.utils import get_session
 
+from heritage.errors import GatedRepo, HttpError, NotFound
 from heritage.fingerprint import fingerprint
 from heritage.formats import BadCheckpoint, open_checkpoint
 from heritage.formats.safetensors_reader import INDEX_NAME
 from heritage.hub.http_source import (
     CDN_HEADER_PROBE_BYTES,
     HttpRangeSource,
-    HttpSourceError,
     redact,
     reset_wait,
 )
@@ -65,7 +65,7 @@ def test_ranges_match_local_bytes(hub: HubEmulator, small_zoo: Path) -> None:
     assert src.stats.requests == src.stats.resolver_requests == 2
     assert src.stats.cdn_requests == 0
     assert src.stats.bytes_read == 65536 + 9000
-    with pytest.raises(HttpSourceError, match="past end"):
+    with pytest.raises(HttpError, match="past end"):
         src.read(len(data) - 1, 2)
 
 
@@ -280,7 +280,7 @@ def test_cdn_refusing_a_fresh_url_fails_cleanly(hub: HubEmulator) -> None:
     hub.expire_cdn_urls()
     hub.reset_counters()
     hub.faults.cdn_expire_after_seconds = 1e-9  # and now none works at all
-    with pytest.raises(HttpSourceError, match="refused a freshly resolved URL") as err:
+    with pytest.raises(HttpError, match="refused a freshly resolved URL") as err:
         src.read(src.size - 10, 10)
     text = str(err.value)
     assert url in text and "/cdn/" not in text and TOKEN not in text
@@ -290,7 +290,7 @@ def test_cdn_refusing_a_fresh_url_fails_cleanly(hub: HubEmulator) -> None:
 
 def test_cdn_full_body_reply_is_refused_without_the_signed_url(hub: HubEmulator) -> None:
     hub.faults.full_body_repos.add(SINGLE)
-    with pytest.raises(HttpSourceError, match="whole file") as err:
+    with pytest.raises(HttpError, match="whole file") as err:
         _source(hub, SINGLE, "model.safetensors")
     assert SINGLE in str(err.value) and "/cdn/" not in str(err.value)
     assert _cdn_paths(hub)  # the 200 came from the CDN
@@ -300,11 +300,11 @@ def test_cdn_full_body_reply_is_refused_without_the_signed_url(hub: HubEmulator)
 def test_full_body_reply_is_refused(hub: HubEmulator, cdn: bool) -> None:
     hub.cdn = cdn
     hub.faults.full_body_repos.add(SINGLE)
-    with pytest.raises(HttpSourceError, match="whole file") as err:
+    with pytest.raises(HttpError, match="whole file") as err:
         _source(hub, SINGLE, "model.safetensors")  # the first read, which gives the size
     assert SINGLE in str(err.value)
     src = _source(hub, SINGLE, "model.safetensors", size=1000)  # size known: no probe
-    with pytest.raises(HttpSourceError, match="whole file"):
+    with pytest.raises(HttpError, match="whole file"):
         src.read(0, 16)
     assert src.via_cdn == cdn
 
@@ -314,9 +314,10 @@ def test_gated_repo_needs_token(hub: HubEmulator, cdn: bool) -> None:
     hub.cdn = cdn
     hub.faults.gated_repos.add(SINGLE)
     url = resolve_url(hub.url, SINGLE, "main", "model.safetensors")
-    with pytest.raises(HttpSourceError, match="gated") as err:
+    with pytest.raises(GatedRepo, match="gated") as err:
         HttpRangeSource(url, get_session(), {"authorization": "Bearer hf_wrongTOKEN123"})
     assert "hf_wrongTOKEN123" not in str(err.value)
+    assert err.value.status == 401 and err.value.url == url
     assert not _cdn_paths(hub)  # refused by the resolver: no CDN location handed out
     src = HttpRangeSource(url, get_session(), {"authorization": f"Bearer {TOKEN}"})
     assert src.read(0, 8) and src.via_cdn == cdn
@@ -325,8 +326,9 @@ def test_gated_repo_needs_token(hub: HubEmulator, cdn: bool) -> None:
 @pytest.mark.parametrize("cdn", [True, False], ids=["cdn", "direct"])
 def test_missing_file_is_a_clear_error(hub: HubEmulator, cdn: bool) -> None:
     hub.cdn = cdn
-    with pytest.raises(HttpSourceError, match="not found"):
+    with pytest.raises(NotFound, match="not found") as err:
         _source(hub, SINGLE, "nope.safetensors")
+    assert err.value.status == 404 and "EntryNotFound" in str(err.value)
 
 
 def test_rate_limit_waits_are_bounded(hub: HubEmulator) -> None:
@@ -336,7 +338,7 @@ def test_rate_limit_waits_are_bounded(hub: HubEmulator) -> None:
     hub.faults.every_nth = 1
     waits: list[float] = []
     url = resolve_url(hub.url, SINGLE, "main", "model.safetensors")
-    with pytest.raises(HttpSourceError, match="after 3 attempts"):
+    with pytest.raises(HttpError, match="after 3 attempts"):
         HttpRangeSource(url, get_session(), {}, retries=2, sleep=waits.append)
     assert len(waits) == 2 and all(w <= 60 for w in waits)
 
