@@ -1,20 +1,23 @@
-"""The ``heritage hub`` subcommand: index Hub repos into the lineage index."""
+"""``heritage hub``: index Hugging Face Hub repos into the lineage index."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
+
+from heritage.cli.options import add_db, add_json, human_bytes, print_json
+from heritage.errors import HttpError
+
+NAME = "hub"
 
 
-def add_hub_parser(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "hub",
+        NAME,
         help="index models on the Hugging Face Hub (headers and samples only, no downloads)",
         description="List Hub repos (or take --repo ids), pin each commit, read safetensors "
-        "headers and fingerprint samples with HTTP range requests, and merge them into the "
-        "index. Repos whose commit is already indexed are skipped. HF_TOKEN and HF_ENDPOINT "
-        "are honoured.",
+        "and GGUF headers and fingerprint samples with HTTP range requests, and merge them "
+        "into the index. Repos whose commit is already indexed are skipped. HF_TOKEN and "
+        "HF_ENDPOINT are honoured.",
     )
     p.add_argument("--search", help="substring of the repo id")
     p.add_argument("--author", help="user or organisation")
@@ -27,12 +30,14 @@ def add_hub_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--revision", help="branch, tag or commit for --repo (default main)")
     p.add_argument("--endpoint", help="Hub URL (default HF_ENDPOINT or huggingface.co)")
     p.add_argument("--full", action="store_true", help="re-read repos whose commit is indexed")
-    p.add_argument("--db", default="lineage.duckdb", help="index file (default lineage.duckdb)")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(func=cmd_hub)
+    add_db(p)
+    add_json(p)
+    p.set_defaults(func=run)
 
 
-def cmd_hub(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """Crawl; failed repos are recorded in the index and listed, the run itself succeeds."""
+    from huggingface_hub import constants
     from huggingface_hub.errors import HfHubHTTPError
 
     from heritage.hub.crawl import run_hub
@@ -52,19 +57,19 @@ def cmd_hub(args: argparse.Namespace) -> int:
             full=args.full,
         )
     except HfHubHTTPError as exc:  # the listing itself failed: nothing was written
-        print(f"heritage: error: {redact(' '.join(str(exc).split()))}", file=sys.stderr)
-        return 1
+        status = exc.response.status_code if exc.response is not None else None
+        endpoint = args.endpoint or constants.ENDPOINT
+        raise HttpError(endpoint, redact(" ".join(str(exc).split())), status) from None
     if args.json:
-        json.dump(report.__dict__, sys.stdout, indent=2, default=str)
-        print()
-    else:
-        print(
-            f"{len(report.read)} read, {len(report.unchanged)} unchanged, "
-            f"{len(report.not_fingerprinted)} not fingerprinted, {len(report.failed)} failed; "
-            f"{report.bytes_read:,} bytes in {report.resolver_requests} resolver and "
-            f"{report.cdn_requests} CDN requests; "
-            f"{report.n_edges} edges, {report.n_families} families -> {report.db}"
-        )
-        for repo, err in report.failed:
-            print(f"  failed {repo}: {err}", file=sys.stderr)
-    return 0  # failed repos are recorded in the index; the run itself succeeded
+        print_json(report.__dict__)
+        return 0
+    print(
+        f"{len(report.read)} read, {len(report.unchanged)} unchanged, "
+        f"{len(report.not_fingerprinted)} not fingerprinted, {len(report.failed)} failed; "
+        f"{human_bytes(report.bytes_read)} in {report.resolver_requests} resolver and "
+        f"{report.cdn_requests} CDN requests; "
+        f"{report.n_edges} edges, {report.n_families} families -> {report.db}"
+    )
+    for repo, err in report.failed:
+        print(f"failed: {repo}: {err}")
+    return 0
