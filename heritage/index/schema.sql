@@ -119,7 +119,7 @@ COMMENT ON COLUMN fingerprints.col_start IS 'First sampled column of the flatten
 COMMENT ON COLUMN fingerprints.col_stop IS 'End of the sampled column window of the flattened row (exclusive).';
 COMMENT ON COLUMN fingerprints.n_rows IS 'Rows in the values matrix (number of sampled rows).';
 COMMENT ON COLUMN fingerprints.n_cols IS 'Columns in the values matrix.';
-COMMENT ON COLUMN fingerprints."values" IS 'Sampled values: float32 little-endian bytes of the (n_rows, n_cols) matrix, row-major.';
+COMMENT ON COLUMN fingerprints."values" IS 'Sampled values: float32 little-endian bytes of the (n_rows, n_cols) matrix, row-major. Quote the name in SQL: values is a keyword.';
 COMMENT ON COLUMN fingerprints.sample_rows IS 'Fingerprint setting: rows sampled per tensor (FingerprintSettings.rows).';
 COMMENT ON COLUMN fingerprints.sample_cols IS 'Fingerprint setting: column window width (FingerprintSettings.cols).';
 
