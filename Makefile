@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO_DIR ?= .cache/demo
 
-.PHONY: setup test lint demo bench bench-site browser clean
+.PHONY: setup test lint demo docs bench bench-site browser clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: lint browser
 
 demo: setup
 	$(BIN)/python -m heritage.demo $(DEMO_DIR)
+
+# Generated documentation: docs/schema.md from the index's column comments.
+docs: setup
+	$(BIN)/python -m heritage.index.schema_doc > docs/schema.md
 
 bench: setup
 	$(BIN)/python bench/read.py

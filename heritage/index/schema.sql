@@ -36,11 +36,11 @@ CREATE TABLE models (
 
 COMMENT ON TABLE models IS 'One row per model seen by a crawl: where it lives, what it holds, its family and status.';
 COMMENT ON COLUMN models.model_id IS 'Stable identifier of the model inside this index (primary key).';
-COMMENT ON COLUMN models.name IS 'Human name: the Hub repo id, or the folder/file name of a local model.';
+COMMENT ON COLUMN models.name IS 'Human name: the Hub repo id (with the subfolder or GGUF file for a model inside a repo), or for a local model the name its card gives, else its location.';
 COMMENT ON COLUMN models.source IS 'Where the model was found: ''local'' (a crawled folder) or ''hub'' (Hugging Face Hub).';
-COMMENT ON COLUMN models.location IS 'Path relative to the crawl root for local models, Hub repo id for Hub models.';
-COMMENT ON COLUMN models.revision IS 'Hub commit sha (or branch) that was read; NULL for local models.';
-COMMENT ON COLUMN models.format IS 'Checkpoint format, e.g. safetensors or pytorch.';
+COMMENT ON COLUMN models.location IS 'Path relative to the crawl root for local models; Hub repo id for Hub models, with the subfolder or GGUF file for a model inside a repo.';
+COMMENT ON COLUMN models.revision IS 'Hub commit sha that was read (the repo is pinned to it); NULL for local models.';
+COMMENT ON COLUMN models.format IS 'Checkpoint format: safetensors, safetensors-sharded, pytorch-zip, pytorch-legacy or gguf.';
 COMMENT ON COLUMN models.files IS 'Weight files: name, size in bytes, sha256 (NULL if not hashed) and mtime (seconds since the epoch).';
 COMMENT ON COLUMN models.bytes IS 'Total size of the weight files in bytes.';
 COMMENT ON COLUMN models.sha256 IS 'sha256 of the single weight file, or sha256 over the sorted per-file sha256 hex digests joined by newlines.';
@@ -52,10 +52,10 @@ COMMENT ON COLUMN models.structure_hash IS 'sha256 over the sorted (tensor name,
 COMMENT ON COLUMN models.family_id IS 'Family this model was placed in by lineage recovery (families.family_id); NULL if not fingerprinted.';
 COMMENT ON COLUMN models.description IS 'Short free-text description, e.g. from the model card.';
 COMMENT ON COLUMN models.declared_base_models IS 'Base models the card or config declares (Hub repo ids or names); evidence only, never used to infer lineage.';
-COMMENT ON COLUMN models.created_at IS 'When the model was created (Hub creation time or file mtime), UTC.';
+COMMENT ON COLUMN models.created_at IS 'When the Hub repo was created, UTC; NULL for local models (file times are not evidence of when a model was made).';
 COMMENT ON COLUMN models.indexed_at IS 'When this row was last (re)computed, UTC.';
 COMMENT ON COLUMN models.status IS '''ok'' (fingerprinted), ''failed'' (could not be read, see error) or ''not_fingerprinted'' (listed only).';
-COMMENT ON COLUMN models.error IS 'One-line reason when status is ''failed''.';
+COMMENT ON COLUMN models.error IS 'One-line reason when status is ''failed'' (PATH: reason) or ''not_fingerprinted''.';
 COMMENT ON COLUMN models.config IS 'The model''s config.json as JSON, if any.';
 COMMENT ON COLUMN models.card IS 'Model card metadata as JSON: license, tags, base_model_relation and similar.';
 COMMENT ON COLUMN models.private IS 'True when the Hub repo is private.';
@@ -119,7 +119,7 @@ COMMENT ON COLUMN fingerprints.col_start IS 'First sampled column of the flatten
 COMMENT ON COLUMN fingerprints.col_stop IS 'End of the sampled column window of the flattened row (exclusive).';
 COMMENT ON COLUMN fingerprints.n_rows IS 'Rows in the values matrix (number of sampled rows).';
 COMMENT ON COLUMN fingerprints.n_cols IS 'Columns in the values matrix.';
-COMMENT ON COLUMN fingerprints."values" IS 'Sampled values: float32 little-endian bytes of the (n_rows, n_cols) matrix, row-major.';
+COMMENT ON COLUMN fingerprints."values" IS 'Sampled values: float32 little-endian bytes of the (n_rows, n_cols) matrix, row-major. Quote the name in SQL: values is a keyword.';
 COMMENT ON COLUMN fingerprints.sample_rows IS 'Fingerprint setting: rows sampled per tensor (FingerprintSettings.rows).';
 COMMENT ON COLUMN fingerprints.sample_cols IS 'Fingerprint setting: column window width (FingerprintSettings.cols).';
 
@@ -160,7 +160,7 @@ COMMENT ON COLUMN edges.relation IS 'How the child was derived: {Relation.text}.
 COMMENT ON COLUMN edges.direction IS '''inferred'' (the weights tell which end is the parent) or ''uncertain'' (the two are kin and adjacent, but the weights cannot tell which is the parent: parent_id and child_id may be swapped; confidence at most 0.6).';
 COMMENT ON COLUMN edges.confidence IS 'Confidence in [0, 1] that this edge is right, and its orientation too when direction is ''inferred''.';
 COMMENT ON COLUMN edges.distance IS 'Weight distance between parent and child fingerprints (0 for exact copies).';
-COMMENT ON COLUMN edges.method IS 'Algorithm and version that inferred the edge, e.g. heritage-lineage/2.';
+COMMENT ON COLUMN edges.method IS 'Algorithm and version that inferred the edge (heritage.lineage.METHOD, e.g. heritage-lineage/10); an index written by another version is planned again in full.';
 COMMENT ON COLUMN edges.weight IS 'For merges: share of this parent in the child''s weighted average; NULL otherwise.';
 COMMENT ON COLUMN edges.verified IS 'For quantized copies: true when rounding the parent''s sampled weights as the child stores them (F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) reproduces the child exactly, a proof rather than an estimate (confidence 1.0); false when some block of the child lies further from the parent than one rounding step (an unfaithful copy: weights changed during quantization); NULL when neither could be shown or the edge is not a copy.';
 
@@ -183,7 +183,7 @@ CREATE TABLE runs (
 
 COMMENT ON TABLE runs IS 'History of the crawls and rebuilds that wrote this index, one row per run.';
 COMMENT ON COLUMN runs.run_id IS 'Run identifier (primary key).';
-COMMENT ON COLUMN runs.flow IS 'Name of the flow that ran, e.g. crawl-local or crawl-hub.';
+COMMENT ON COLUMN runs.flow IS 'Name of the flow that ran: index-local or index-hub (the Prefect flows), index-local-plain or index-hub-plain (the same steps without Prefect: heritage index --no-prefect or when Prefect cannot start, heritage hub).';
 COMMENT ON COLUMN runs.started_at IS 'When the run started, UTC.';
 COMMENT ON COLUMN runs.finished_at IS 'When the run finished, UTC; NULL if it did not finish.';
 COMMENT ON COLUMN runs.source IS 'What was crawled: a local root path or a Hub query.';
@@ -195,14 +195,14 @@ COMMENT ON COLUMN runs.n_failed IS 'Models that could not be read.';
 COMMENT ON COLUMN runs.n_edges_changed IS 'Lineage edges added, removed or changed by the run.';
 COMMENT ON COLUMN runs.bytes_read IS 'Bytes read from checkpoints (headers and samples) by the run.';
 COMMENT ON COLUMN runs.errors IS 'One-line error messages, one per failed model (PATH: reason).';
-COMMENT ON COLUMN runs.status IS 'Outcome of the run: ok, partial (some models failed) or failed.';
+COMMENT ON COLUMN runs.status IS 'Outcome of the run: ok, partial (some models failed) or failed (no model could be read).';
 
 CREATE TABLE meta (
     key VARCHAR PRIMARY KEY,
     value VARCHAR
 );
 
-COMMENT ON TABLE meta IS 'Facts about the index file itself: schema_version, tool_version, storage_version, written_at.';
+COMMENT ON TABLE meta IS 'Facts about the index file itself: schema_version, tool_version, storage_version, written_at; local runs add local_roots and local_paths (absolute paths, to match models to the last run).';
 COMMENT ON COLUMN meta.key IS 'Name of the fact.';
 COMMENT ON COLUMN meta.value IS 'Value of the fact, as text.';
 

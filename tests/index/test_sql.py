@@ -1,4 +1,4 @@
-"""The SQL surface of the index: ancestry macros, declared-vs-inferred, README examples."""
+"""The SQL surface of the index: ancestry macros, declared-vs-inferred, the docs' examples."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ from heritage.lineage.types import Direction, Relation
 
 from .sample import declared_vs_inferred, sample_graph, sample_index
 
-README_SECTION = Path(__file__).resolve().parents[2] / "README.md"
+# The example queries live in docs/indexing.md, section "The index" (moved from the README).
+INDEXING_DOC = Path(__file__).resolve().parents[2] / "docs" / "indexing.md"
 
 
 @pytest.fixture(scope="module")
@@ -218,15 +219,16 @@ def test_views_carry_the_direction(tmp_path: Path) -> None:
     assert down == [("b", "inferred"), ("d", "uncertain")]
 
 
-def test_readme_examples_run_as_printed(con: duckdb.DuckDBPyConnection) -> None:
-    text = README_SECTION.read_text()
+def test_docs_examples_run_as_printed(con: duckdb.DuckDBPyConnection) -> None:
+    text = INDEXING_DOC.read_text()
     section = text[text.index("## The index\n") :]
     section = section[: section.index("\n## ", 1)]
     blocks = re.findall(r"```sql\n(.*?)```", section, flags=re.S)
-    assert len(blocks) >= 3
+    assert len(blocks) >= 6
     results = [con.execute(sql).fetchall() for sql in blocks]
     assert results[0][0][:3] == ("fam-1", 5, "org/model-a")
     assert results[1][0][:3] == (1, "org/model-c", "merge")
     assert results[2] == [("org/model-c", ["org/model-d"], ["org/model-b"])]
     assert results[3] == [("org/model-d", "org/model-a", 0.95)]
     assert results[4] == []  # every sample edge is oriented
+    assert [(row[1], row[-1]) for row in results[5]] == [("crawl-local", "partial")]
