@@ -32,6 +32,7 @@ demo: setup
 # Generated documentation: docs/schema.md from the index's column comments.
 docs: setup
 	$(BIN)/python -m heritage.index.schema_doc > docs/schema.md
+	$(BIN)/python -m heritage.cli.reference > docs/cli.md
 
 bench: setup
 	$(BIN)/python bench/read.py
