@@ -84,7 +84,6 @@ def peak_rss_gib() -> float:
 def add_one(db: Path, lazy: bool) -> dict:
     import polars as pl
 
-    from heritage.crawl.assemble import lineage_work, relate_work
     from heritage.index import (
         IndexData,
         fingerprints_frame,
@@ -94,6 +93,7 @@ def add_one(db: Path, lazy: bool) -> dict:
         tensors_frame,
         write_index,
     )
+    from heritage.index.update import lineage_work, relate_work
     from heritage.lineage import family_lineage
     from shapes import finetune_print
 

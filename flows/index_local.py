@@ -27,27 +27,21 @@ from prefect.runtime import flow_run
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from heritage.crawl import (
-    Draft,
-    LineageWork,
     Plan,
     ReadResult,
-    RunInfo,
-    RunReport,
     WorkItem,
-    add_lineage,
     build_tables,
-    draft_lineage_work,
     failed,
-    index_lock,
     load_hook,
     plan_run,
     read_model,
 )
-from heritage.crawl.assemble import utcnow
 from heritage.crawl.journal import Journal
 from heritage.crawl.progress import current
-from heritage.crawl.run import DEFAULT_WORKERS, log_discovery, log_plan, new_run_id
+from heritage.crawl.run import DEFAULT_WORKERS, log_discovery, log_plan
 from heritage.index import IndexData, read_index, write_index
+from heritage.index.runs import RunInfo, RunReport, index_lock, new_run_id, utcnow
+from heritage.index.update import Draft, LineageWork, add_lineage, draft_lineage_work
 from heritage.lineage import FamilyJob, family_lineage
 from heritage.sources import Discovery, discover
 
@@ -151,13 +145,20 @@ def plan_families(
     jobs: Sequence[FamilyJob], workers: int, dask_address: str | None
 ) -> list[nx.DiGraph]:
     """The family jobs as mapped tasks (threads, or the Dask cluster), graphs back in job
-    order: one worker or many give the same graph."""
+    order: one worker or many give the same graph. A bar ticks per family planned."""
     if not jobs:
         return []
+    progress = current()
+    progress.start_lineage(len(jobs))
     if len(jobs) == 1 and not dask_address:
-        return [plan_family_task(jobs[0])]
+        graph = plan_family_task(jobs[0])
+        progress.family_done(len(jobs[0].models))
+        return [graph]
     with make_task_runner(workers, dask_address) as runner:
         futures = [runner.submit(plan_family_task, {"job": job}) for job in jobs]
+        size = {id(f): len(job.models) for f, job in zip(futures, jobs, strict=True)}
+        for fut in as_completed(futures):
+            progress.family_done(size[id(fut)])
         return [f.result() for f in futures]
 
 

@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from heritage.formats.checkpoint import Checkpoint, TensorInfo
+from heritage.formats.checkpoint import Checkpoint, SourcedCheckpoint, TensorInfo
+from heritage.formats.source import ByteSource
 
 # Transformer blocks appear as layers.N, h.N, blocks.N, layer.N or block.N in tensor names.
 _LAYER_RE = re.compile(r"(?:^|\.)(?:layers|layer|h|blocks|block)\.(\d+)\.")
@@ -44,6 +45,14 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def source_sha256(source: ByteSource) -> str:
+    """sha256 of a file read through its byte source (local or remote), a chunk at a time."""
+    h = hashlib.sha256()
+    for offset in range(0, source.size, HASH_CHUNK):
+        h.update(source.read(offset, min(HASH_CHUNK, source.size - offset)))
+    return h.hexdigest()
+
+
 @dataclass
 class FileSummary:
     name: str
@@ -68,12 +77,26 @@ class ModelSummary:
         return asdict(self)
 
 
-def summarize(ckpt: Checkpoint, hash_files: bool = True) -> ModelSummary:
-    """Summarise a checkpoint from its listing; file hashes are optional (they read every byte)."""
-    files = [
+def _file_summaries(ckpt: Checkpoint, hash_files: bool) -> list[FileSummary]:
+    """Name, size and (optionally) hash of each weight file: through the checkpoint's byte
+    sources where it has them (local or over HTTP), else from the files on disk (a legacy
+    pickle loaded whole)."""
+    sources = ckpt.sources if isinstance(ckpt, SourcedCheckpoint) else {}
+    if sources:
+        return [
+            FileSummary(name, src.size, source_sha256(src) if hash_files else None)
+            for name, src in sources.items()
+        ]
+    return [
         FileSummary(p.name, p.stat().st_size, file_sha256(p) if hash_files else None)
         for p in ckpt.files
     ]
+
+
+def summarize(ckpt: Checkpoint, hash_files: bool = True) -> ModelSummary:
+    """Summarise a checkpoint from its listing, local or remote; file hashes are optional
+    (they read every byte)."""
+    files = _file_summaries(ckpt, hash_files)
     return ModelSummary(
         location=str(ckpt.location),
         format=ckpt.format,

@@ -64,3 +64,47 @@ def test_count_layers_naming_schemes():
     assert count_layers(["transformer.h.0.attn", "transformer.h.1.attn"]) == 2
     assert count_layers(["blocks.3.w", "vit.encoder.layer.0.w", "vit.encoder.layer.1.w"]) == 3
     assert count_layers(["fc1.weight", "head.weight"]) == 0
+
+
+class _MemorySource:
+    """A file that exists only in memory (as a remote file does for the reader)."""
+
+    def __init__(self, name: str, data: bytes) -> None:
+        from heritage.formats.source import ReadStats
+
+        self.name, self.size, self.stats, self._data = name, len(data), ReadStats(), data
+
+    def read(self, offset: int, length: int) -> bytes:
+        self.stats.add(length)
+        return self._data[offset : offset + length]
+
+    def read_ranges(self, ranges: list[tuple[int, int]]) -> list[bytes]:
+        return [self.read(o, n) for o, n in ranges]
+
+
+def test_summary_from_byte_sources_without_files_on_disk(tmp_path):
+    """Sizes and hashes come from the byte sources, so a remote checkpoint summarises
+    like a local one (the Hub crawl relies on it)."""
+    from pathlib import Path
+
+    from heritage.formats.safetensors_reader import SafetensorsCheckpoint
+
+    path = tmp_path / "m.safetensors"
+    save_file(_state(), path)
+    data = path.read_bytes()
+    with open_checkpoint(path) as ckpt:
+        local = summarize(ckpt)
+    source = _MemorySource("remote/m.safetensors", data)
+    remote = SafetensorsCheckpoint(Path("nowhere/x"), {"m.safetensors": source}, "safetensors")
+    s = summarize(remote)
+    assert [(f.name, f.bytes, f.sha256) for f in s.files] == [
+        ("m.safetensors", len(data), hashlib.sha256(data).hexdigest())
+    ]
+    assert (s.n_params, s.n_tensors, s.n_layers, s.structure_hash) == (
+        local.n_params,
+        local.n_tensors,
+        local.n_layers,
+        local.structure_hash,
+    )
+    unhashed = summarize(remote, hash_files=False)
+    assert unhashed.files[0].sha256 is None and unhashed.bytes == len(data)

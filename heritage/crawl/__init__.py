@@ -1,23 +1,11 @@
-"""Incremental indexing of local models: plan from file stats, read what changed, assemble.
+"""Incremental indexing of local models: plan from file stats, read what changed, draft.
 
 Plain functions; ``flows/`` wires them into Prefect tasks and ``heritage.crawl.run`` runs
-them without Prefect.
+them without Prefect. What a draft becomes (lineage, edge diff, runs row) is shared with
+the Hub crawl: heritage.index.update and heritage.index.runs.
 """
 
-from heritage.crawl.assemble import (
-    FLOW_NAME,
-    Draft,
-    EdgeChanges,
-    LineageWork,
-    RunInfo,
-    RunReport,
-    add_lineage,
-    assemble,
-    build_tables,
-    diff_edges,
-    draft_lineage_work,
-    lineage_graph,
-)
+from heritage.crawl.assemble import FLOW_NAME, build_tables
 from heritage.crawl.plan import (
     Entry,
     FileState,
@@ -28,30 +16,18 @@ from heritage.crawl.plan import (
     previous_roots,
 )
 from heritage.crawl.read import ReadResult, failed, read_model
-from heritage.crawl.run import IndexBusy, index_lock, load_hook, run_index
+from heritage.crawl.run import load_hook, run_index
 
 __all__ = [
     "FLOW_NAME",
-    "Draft",
-    "EdgeChanges",
     "Entry",
     "FileState",
-    "IndexBusy",
-    "LineageWork",
     "ModelMeta",
     "Plan",
     "ReadResult",
-    "RunInfo",
-    "RunReport",
     "WorkItem",
-    "add_lineage",
-    "assemble",
     "build_tables",
-    "diff_edges",
-    "draft_lineage_work",
     "failed",
-    "index_lock",
-    "lineage_graph",
     "load_hook",
     "plan_run",
     "previous_roots",

@@ -20,17 +20,22 @@ from rich.progress import (
     SpinnerColumn,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
 )
 
 
 class CrawlProgress(Protocol):
-    """What a crawl reports: the walk, then one tick per model read."""
+    """What a crawl reports: the walk, one tick per model read, one per family planned."""
 
     def discovering(self, folders: int, models: int) -> None: ...
 
     def start_reading(self, total: int) -> None: ...
 
     def model_done(self, model_id: str) -> None: ...
+
+    def start_lineage(self, families: int) -> None: ...
+
+    def family_done(self, members: int) -> None: ...
 
     def close(self) -> None: ...
 
@@ -47,12 +52,19 @@ class NoProgress:
     def model_done(self, model_id: str) -> None:
         pass
 
+    def start_lineage(self, families: int) -> None:
+        pass
+
+    def family_done(self, members: int) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
 
 class RichProgress:
-    """A spinner while searching folders, then a bar over the models to fingerprint."""
+    """A spinner while searching folders, then bars over the models to fingerprint and
+    the families to plan, each with the time left."""
 
     def __init__(self, console: Console | None = None) -> None:
         self._bar = Progress(
@@ -61,6 +73,7 @@ class RichProgress:
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
+            TimeRemainingColumn(),
             TextColumn("{task.fields[last]}"),
             console=console,
             transient=False,
@@ -68,6 +81,7 @@ class RichProgress:
         self._lock = threading.Lock()
         self._walk: int | None = None
         self._read: int | None = None
+        self._plan: int | None = None
         self._started = False
 
     def _start(self) -> None:
@@ -94,6 +108,16 @@ class RichProgress:
         with self._lock:
             if self._read is not None:
                 self._bar.update(self._read, advance=1, last=model_id)
+
+    def start_lineage(self, families: int) -> None:
+        with self._lock:
+            self._start()
+            self._plan = self._bar.add_task("lineage", total=families, last="")
+
+    def family_done(self, members: int) -> None:
+        with self._lock:
+            if self._plan is not None:
+                self._bar.update(self._plan, advance=1, last=f"family of {members}")
 
     def close(self) -> None:
         if self._started:

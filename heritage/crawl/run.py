@@ -6,47 +6,26 @@ call, and also runs on its own (``heritage index --no-prefect``, benchmarks, tes
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import importlib
 import logging
 import os
-import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-from heritage.crawl.assemble import RunInfo, RunReport, assemble, utcnow
+from heritage.crawl.assemble import build_tables
 from heritage.crawl.journal import Journal
 from heritage.crawl.plan import Plan, WorkItem, plan_run
 from heritage.crawl.progress import current
 from heritage.crawl.read import ReadResult, failed, read_model
-from heritage.errors import IndexBusy
 from heritage.index import IndexData, read_index, write_index
+from heritage.index.runs import RunInfo, RunReport, index_lock, new_run_id, utcnow
+from heritage.index.update import add_lineage
 from heritage.sources import Discovery, discover
 
 log = logging.getLogger("heritage.crawl")
 DEFAULT_WORKERS = 4
-
-
-@contextlib.contextmanager
-def index_lock(db: Path | str) -> Iterator[None]:
-    """Hold ``<db>.lock`` for a run, so two runs never interleave on one index file.
-
-    The lock is an ``flock``: a killed run releases it with its process.
-    """
-    db = Path(db)
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with open(db.with_name(db.name + ".lock"), "a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise IndexBusy(f"{db}: another run is writing this index") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def log_discovery(discovery: Discovery, logger: logging.Logger | logging.LoggerAdapter) -> None:
@@ -90,10 +69,6 @@ def load_hook(spec: str) -> Callable[..., Any]:
     if not callable(target):
         raise ValueError(f"publish hook {spec!r} is not callable")
     return target
-
-
-def new_run_id() -> str:
-    return uuid.uuid4().hex
 
 
 def read_all(
@@ -148,7 +123,8 @@ def run_index(
             journal.clear()
         results, todo = journal.split(plan.work())
         results.update(read_all(todo, workers, journal))
-        data, report = assemble(plan, results, previous, run, len(discovery.skipped))
+        draft = build_tables(plan, results, previous, run, len(discovery.skipped))
+        data, report = add_lineage(draft, previous, progress=current())
         report.db = str(db)
         write_index(db, data)
         journal.clear()

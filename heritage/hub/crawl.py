@@ -10,7 +10,6 @@ are merged with the index's other models and lineage is recomputed over all of t
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,8 +18,7 @@ from typing import Any, NamedTuple
 
 import polars as pl
 
-from heritage.crawl.assemble import diff_edges, lineage_work, relate_work, utcnow
-from heritage.crawl.run import index_lock
+from heritage.crawl.progress import current
 from heritage.errors import CheckpointError, GatedRepo, NotReadRemotely
 from heritage.fingerprint import Fingerprint, fingerprint
 from heritage.hub.http_source import redact
@@ -34,18 +32,10 @@ from heritage.hub.remote import (
     weight_files,
     weight_folders,
 )
-from heritage.index import (
-    IndexData,
-    fingerprints_frame,
-    model_row,
-    models_frame,
-    read_index,
-    table_frame,
-    tensors_frame,
-    write_index,
-)
-from heritage.lineage import family_lineage
-from heritage.summary import count_layers, structure_hash
+from heritage.index import model_row, read_index, write_index
+from heritage.index.runs import RunInfo, RunReport, index_lock, new_run_id, utcnow
+from heritage.index.update import add_lineage, make_draft
+from heritage.summary import summarize
 
 log = logging.getLogger("heritage.hub")
 ID_PREFIX = "hub:"  # Hub model ids never clash with local ones (those are relative paths)
@@ -94,6 +84,7 @@ class HubReport:
     n_edges: int = 0
     n_families: int = 0
     n_edges_changed: int = 0  # edges added, removed or changed by the run
+    run: RunReport | None = None  # the run as the runs table records it
 
 
 def _get(info: Any, *names: str) -> Any:
@@ -322,25 +313,8 @@ def _read_model(
         text = redact(" ".join(str(exc).split()), headers)
         row = model_row(mid, **common, status="failed", error=text, indexed_at=now)
         return Read(row, None, gated=isinstance(exc, GatedRepo))
-    ts = ckpt.tensors
-    row = model_row(
-        mid,
-        **common,
-        format=ckpt.format,
-        files=[
-            {"name": f, "bytes": s.size, "sha256": None, "mtime": None}
-            for f, s in ckpt.sources.items()
-        ],
-        bytes=sum(s.size for s in ckpt.sources.values()),
-        n_params=sum(t.n_params for t in ts),
-        n_tensors=len(ts),
-        n_layers=count_layers(t.name for t in ts),
-        dtypes=sorted({t.dtype for t in ts}),
-        structure_hash=structure_hash(ts),
-        status="ok",
-        error=None,
-        indexed_at=now,
-    )
+    summary = summarize(ckpt, hash_files=False)  # hashing would read every byte
+    row = model_row(mid, summary, **common, status="ok", error=None, indexed_at=now)
     return Read(row, fp, RepoReads(ckpt.bytes_read, *request_counts(ckpt)))
 
 
@@ -381,7 +355,7 @@ def run_hub(
     session = get_session()
     db = Path(db)
     report = HubReport(db=str(db))
-    started = utcnow()
+    run = RunInfo(run_id=new_run_id(), started_at=utcnow(), flow=flow, source=endpoint)
     with index_lock(db):
         previous = read_index(db, fingerprints=False)
         infos = list_repos(
@@ -433,56 +407,25 @@ def run_hub(
                     log.warning("failed %s", row["error"])
         crawled = {hub_model_id(_get(info, "id", "modelId")) for info in infos}
         seen = {r["model_id"] for r in rows}
-        seen |= {r["model_id"] for repo_id in crawled for r in by_repo.get(repo_id, [])}
-        others = previous.models.filter(~pl.col("model_id").is_in(list(seen)))
-        schema = models_frame([]).schema
-        models = pl.concat([models_frame(rows), others.select(list(schema)).cast(schema)])
-        keep = set(others["model_id"].to_list()) | set(reused)
-        fps = pl.concat(
-            [
-                previous.fingerprints.filter(pl.col("model_id").is_in(list(keep))),
-                fingerprints_frame(fresh),
-            ]
-        )
-        stored = None if previous.stored_prints is None else previous.stored_prints.only(keep)
-        tensors = pl.concat(
-            [previous.tensors.filter(pl.col("model_id").is_in(list(keep))), tensors_frame(fresh)]
-        )
-        # only the families the freshly read models (and removed ones) touch are planned
-        work = lineage_work(
-            models, fps, tensors, previous, list(fresh), everything=full, stored=stored
-        )
-        models, edges, fam = relate_work(
-            models, previous, work, [family_lineage(job) for job in work.jobs]
-        )
-        report.n_edges, report.n_families = edges.height, fam.height
-        report.n_edges_changed = diff_edges(previous.edges, edges).count
+        gone = {r["model_id"] for repo_id in crawled for r in by_repo.get(repo_id, [])} - seen
+        others = previous.models.filter(~pl.col("model_id").is_in(list(seen | gone)))
         before = set(previous.models["model_id"].to_list())
-        run_row = {
-            "run_id": uuid.uuid4().hex,
-            "flow": flow,
-            "started_at": started,
-            "finished_at": utcnow(),
-            "source": endpoint,
-            "n_seen": len(rows),
-            "n_added": sum(m not in before for m in fresh),
-            "n_changed": sum(m in before for m in fresh),
-            "n_unchanged": len(reused),
-            "n_failed": sum(r["status"] == "failed" for r in rows),
-            "n_edges_changed": report.n_edges_changed,
-            "bytes_read": report.bytes_read,
-            "errors": [e for _, e in report.failed],
-            "status": "ok" if not report.failed else "partial",
-        }
-        data = IndexData(
-            models=models.sort("model_id"),
-            tensors=tensors,
-            fingerprints=fps,
-            families=fam,
-            edges=edges,
-            runs=pl.concat([previous.runs, table_frame("runs", [run_row])]),
-            meta={k: v for k, v in previous.meta.items() if k != "written_at"},
-            stored_prints=stored,
+        run_report = RunReport(
+            run_id=run.run_id,
+            db=str(db),
+            n_seen=len(rows),
+            added=[m for m in fresh if m not in before],
+            changed=[m for m in fresh if m in before],
+            unchanged=reused,
+            failed=[(r["model_id"], r["error"] or "") for r in rows if r["status"] == "failed"],
+            removed=sorted(gone),
+            bytes_read=report.bytes_read,
         )
+        keep = {m: m for m in [*others["model_id"].to_list(), *reused]}
+        draft = make_draft(run, run_report, rows, fresh, previous, others, keep, full=full)
+        data, run_report = add_lineage(draft, previous, progress=current())
+        report.run = run_report
+        report.n_edges, report.n_families = run_report.n_edges, run_report.n_families
+        report.n_edges_changed = run_report.edges.count
         write_index(db, data)
     return report

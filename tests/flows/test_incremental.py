@@ -8,8 +8,10 @@ import pytest
 
 import heritage.crawl.read as read_mod
 import heritage.lineage.incremental as incremental
-from heritage.crawl import IndexBusy, index_lock, run_index
+from heritage.crawl import run_index
+from heritage.errors import IndexBusy
 from heritage.index import PrintReader
+from heritage.index.runs import index_lock
 
 from .helpers import SOME_MODELS, assert_same_index, copy_models, models_by_id
 

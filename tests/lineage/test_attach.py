@@ -6,8 +6,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from heritage.crawl.assemble import LineageWork, lineage_work, relate_work
 from heritage.index import IndexData, fingerprints_frame, model_row, models_frame, tensors_frame
+from heritage.index.update import LineageWork, lineage_work, relate_work
 from heritage.lineage import LineageSettings, ModelInput, family_lineage, recover_lineage
 from heritage.lineage.attach import ATTACH_MIN
 from heritage.lineage.incremental import update_lineage
