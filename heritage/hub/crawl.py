@@ -258,9 +258,8 @@ def _read_weights(
     mid = hub_model_id(f"{repo}/{folder}" if folder else repo)
     now = utcnow()
     kind, picked = weight_files(files, folder)
-    if kind == "none" or (kind == "pickle" and not picked):
-        why = "sharded pickle weights (.bin index), not read remotely" if kind == "pickle" else None
-        row = model_row(mid, **common, status="not_fingerprinted", error=why, indexed_at=now)
+    if kind == "none":
+        row = model_row(mid, **common, status="not_fingerprinted", error=None, indexed_at=now)
         return Read(row, None)
 
     def opener() -> RemoteCheckpoint:
@@ -273,6 +272,7 @@ def _read_weights(
                 picked,
                 session=session,
                 headers=headers,
+                repo_files=files,
                 **(source_options or {}),
             )
         return open_remote(

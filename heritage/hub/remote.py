@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import quote
 
 from heritage.errors import BadCheckpoint, NotReadRemotely
+from heritage.formats.checkpoint import Checkpoint
 from heritage.formats.gguf_reader import SPLIT_NAME, GGUFCheckpoint
 from heritage.formats.pickle_reader import ZIP_MAGIC, PickleCheckpoint
 from heritage.formats.safetensors_reader import INDEX_NAME, SafetensorsCheckpoint
@@ -105,8 +106,8 @@ def weight_files(files: list[str], folder: str = "") -> tuple[str, list[str]]:
     """(kind, paths) of the weights directly in ``folder`` ("" for the repo root).
 
     ``sharded`` [its index], ``single`` [``model.safetensors``, else every .safetensors],
-    ``pickle`` [``pytorch_model.bin``, else every .bin/.pt-like file; none for sharded
-    pickles, which are not read remotely] or ``none``; paths are repo paths.
+    ``pickle`` [the shard index of sharded pickles, else ``pytorch_model.bin``, else every
+    .bin/.pt-like file] or ``none``; paths are repo paths.
     """
     prefix = f"{folder}/" if folder else ""
     here = [f for f in files if f.startswith(prefix) and "/" not in f[len(prefix) :]]
@@ -119,7 +120,7 @@ def weight_files(files: list[str], folder: str = "") -> tuple[str, list[str]]:
         return "single", st
     pickles = sorted(f for f in here if f.endswith(PICKLE_SUFFIXES))
     if prefix + PICKLE_INDEX_NAME in here:
-        return "pickle", []  # sharded pickles: not read remotely
+        return "pickle", [prefix + PICKLE_INDEX_NAME]  # open_remote_pickle reads the shards
     if prefix + "pytorch_model.bin" in pickles:
         return "pickle", [prefix + "pytorch_model.bin"]
     if pickles:
@@ -210,16 +211,20 @@ def open_remote(
             config,
             extra=index_src.stats,
         )
-        by_name = {t.name: t for t in ckpt.tensors}
-        for tensor, shard in weight_map.items():
-            t = by_name.get(tensor)
-            if t is None or t.file != shard:
-                raise BadCheckpoint(index_src.url, f"tensor {tensor!r} is not in shard {shard!r}")
+        _check_weight_map(ckpt, weight_map, index_src.url)
     else:
         where = f"{repo}/{folder}" if folder else repo
         raise BadCheckpoint(where, f"no safetensors weights to read ({kind})")
     _set_budget(ckpt, max_extra_bytes)
     return ckpt
+
+
+def _check_weight_map(ckpt: Checkpoint, weight_map: dict[str, str], index_url: str) -> None:
+    """Every tensor the shard index names is in the shard it names."""
+    files = {t.name: t.file for t in ckpt.tensors}
+    for tensor, shard in weight_map.items():
+        if files.get(tensor) not in (shard, PurePosixPath(shard).name):
+            raise BadCheckpoint(index_url, f"tensor {tensor!r} is not in shard {shard!r}")
 
 
 def _set_budget(ckpt: RemoteCheckpoint, max_extra_bytes: int) -> None:
@@ -246,12 +251,53 @@ def open_remote_pickle(
     headers: Mapping[str, str] | None = None,
     max_extra_bytes: int = MAX_EXTRA_BYTES,
     legacy_limit: int = LEGACY_PICKLE_LIMIT,
+    repo_files: list[str] | None = None,
     **source_options: Any,
 ) -> TorchZipCheckpoint | PickleCheckpoint:
     """Torch pickles of the repo at ``revision``: zip archives read by range (directory,
     ``data.pkl``, then the sampled rows of each storage, budgeted as ``open_remote``);
     legacy pickles downloaded whole up to ``legacy_limit`` bytes and loaded with
-    ``torch.load(weights_only=True)``, larger ones refused with ``NotReadRemotely``."""
+    ``torch.load(weights_only=True)``, larger ones refused with ``NotReadRemotely``.
+
+    ``paths`` may be one ``pytorch_model.bin.index.json``: its shards (which must be
+    among ``repo_files``, the repo's listing) are then read, and the index's bytes count
+    with the checkpoint's."""
+    index_src = weight_map = None
+    if len(paths) == 1 and PurePosixPath(paths[0]).name == PICKLE_INDEX_NAME:
+        index_src = _http_source(
+            endpoint, repo, revision, paths[0], session, headers, source_options
+        )
+        folder = str(PurePosixPath(paths[0]).parent).removeprefix(".")
+        raw = index_src.read(0, index_src.size)
+        paths, weight_map = _shards(index_src.url, raw, repo_files or [], folder)
+    ckpt = _open_pickles(
+        endpoint,
+        repo,
+        revision,
+        paths,
+        session,
+        headers,
+        max_extra_bytes,
+        legacy_limit,
+        source_options,
+    )
+    if index_src is not None and weight_map is not None:
+        ckpt.extra = index_src.stats
+        _check_weight_map(ckpt, weight_map, index_src.url)
+    return ckpt
+
+
+def _open_pickles(
+    endpoint: str,
+    repo: str,
+    revision: str,
+    paths: list[str],
+    session: Any,
+    headers: Mapping[str, str] | None,
+    max_extra_bytes: int,
+    legacy_limit: int,
+    source_options: dict[str, Any],
+) -> TorchZipCheckpoint | PickleCheckpoint:
     sources = {
         p: _http_source(endpoint, repo, revision, p, session, headers, source_options)
         for p in paths

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 import torch
 from gguf import GGMLQuantizationType as Q
@@ -22,6 +24,9 @@ from heritage.hub.remote import (
     request_budget,
     weight_files,
     weight_folders,
+)
+from heritage.hub.remote import (
+    PICKLE_INDEX_NAME as PICKLE_INDEX,
 )
 from heritage.index import fingerprints_frame, read_index
 from tests.formats.test_gguf import write_gguf
@@ -284,7 +289,10 @@ def test_weight_folders() -> None:
     assert weight_folders(files) == (["a", "a/b"], 0)
     assert weight_files(files, "a") == ("single", ["a/x.safetensors"])
     assert weight_files(files, "c") == ("pickle", ["c/z.bin"])
-    assert weight_files(["pytorch_model.bin.index.json", "pytorch_model-1.bin"]) == ("pickle", [])
+    assert weight_files(["pytorch_model.bin.index.json", "pytorch_model-1.bin"]) == (
+        "pickle",
+        ["pytorch_model.bin.index.json"],
+    )
     many = [f"checkpoint-{k}/model.safetensors" for k in range(12)]
     folders, more = weight_folders(many)
     assert len(folders) == MAX_SUBFOLDERS and more == 12 - MAX_SUBFOLDERS
@@ -376,5 +384,66 @@ def test_pickles_over_http_zip_by_range_legacy_within_a_limit(tmp_path: Path) ->
                 headers={},
                 legacy_limit=1000,
             )
+    finally:
+        emu.stop()
+
+
+def _sharded_pickles(folder: Path, sd: dict, legacy: bool = False) -> None:
+    """``sd`` saved as two torch pickle shards with a pytorch_model.bin.index.json."""
+    folder.mkdir(parents=True)
+    names = sorted(sd)
+    shards = {"pytorch_model-00001-of-00002.bin": names[::2]}
+    shards["pytorch_model-00002-of-00002.bin"] = names[1::2]
+    weight_map = {}
+    for shard, keys in shards.items():
+        torch.save(
+            {k: sd[k] for k in keys}, folder / shard, _use_new_zipfile_serialization=not legacy
+        )
+        weight_map.update({k: shard for k in keys})
+    (folder / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": weight_map}))
+
+
+def test_sharded_pickles_over_http(tmp_path: Path) -> None:
+    """Sharded torch pickles are read through their index: zip shards by range, legacy
+    shards whole; the fingerprint is the one read from disk, and a crawl indexes them."""
+    root = tmp_path / "zoo"
+    g = torch.Generator().manual_seed(1)
+    sd = {f"layers.{i}.w": torch.randn(2048, 128, generator=g) for i in range(4)}
+    _sharded_pickles(root / "org" / "zip", sd)
+    _sharded_pickles(root / "org" / "legacy", sd, legacy=True)
+    bad = root / "org" / "bad"
+    _sharded_pickles(bad, sd)
+    index = json.loads((bad / "pytorch_model.bin.index.json").read_text())
+    index["weight_map"]["layers.0.w"] = "pytorch_model-00002-of-00002.bin"
+    (bad / "pytorch_model.bin.index.json").write_text(json.dumps(index))
+    emu = HubEmulator(root).start()
+    try:
+        session = get_session()
+        with open_checkpoint(root / "org" / "zip") as ckpt:
+            local = fingerprints_frame({"m": fingerprint(ckpt)})
+        for repo, fmt in (("org/zip", "pytorch-zip"), ("org/legacy", "pytorch-legacy")):
+            remote = open_remote_pickle(
+                emu.url,
+                repo,
+                "main",
+                ["pytorch_model.bin.index.json"],
+                session=session,
+                headers={},
+                repo_files=emu.files(repo),
+            )
+            assert remote.format == fmt and len(remote.sources) == 2
+            assert fingerprints_frame({"m": fingerprint(remote)}).equals(local)
+            assert remote.extra.bytes_read == (root / repo / PICKLE_INDEX).stat().st_size
+        size = sum(f.stat().st_size for f in (root / "org" / "zip").glob("*.bin"))
+        db = tmp_path / "hub.duckdb"
+        report = run_hub(db, endpoint=emu.url, token=False)
+        assert sorted(report.read) == ["org/legacy", "org/zip"]
+        assert report.per_repo["org/zip"].bytes < size / 4
+        ((name, error),) = report.failed
+        assert name == "org/bad" and "is not in shard" in error and "index.json" in error
+        models = (
+            read_index(db).models.filter(pl.col("model_id") == "hub:org/zip").row(0, named=True)
+        )
+        assert models["status"] == "ok" and models["format"] == "pytorch-zip"
     finally:
         emu.stop()
