@@ -160,7 +160,7 @@ COMMENT ON COLUMN edges.relation IS 'How the child was derived: {Relation.text}.
 COMMENT ON COLUMN edges.direction IS '''inferred'' (the weights tell which end is the parent) or ''uncertain'' (the two are kin and adjacent, but the weights cannot tell which is the parent: parent_id and child_id may be swapped; confidence at most 0.6).';
 COMMENT ON COLUMN edges.confidence IS 'Confidence in [0, 1] that this edge is right, and its orientation too when direction is ''inferred''.';
 COMMENT ON COLUMN edges.distance IS 'Weight distance between parent and child fingerprints (0 for exact copies).';
-COMMENT ON COLUMN edges.method IS 'Algorithm and version that inferred the edge (heritage.lineage.METHOD, e.g. heritage-lineage/10); an index written by another version is planned again in full.';
+COMMENT ON COLUMN edges.method IS 'Algorithm and version that inferred the edge (heritage.lineage.METHOD, e.g. heritage-lineage/11); an index written by another version is planned again in full.';
 COMMENT ON COLUMN edges.weight IS 'For merges: share of this parent in the child''s weighted average; NULL otherwise.';
 COMMENT ON COLUMN edges.verified IS 'For quantized copies: true when rounding the parent''s sampled weights as the child stores them (F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) reproduces the child exactly, a proof rather than an estimate (confidence 1.0); false when some block of the child lies further from the parent than one rounding step (an unfaithful copy: weights changed during quantization); NULL when neither could be shown or the edge is not a copy.';
 

@@ -85,6 +85,7 @@ def find_copies(
         copies += [Copy(rep, o, Relation.DUPLICATE, 1.0, 0.0) for o in cls if o != rep]
     reps.sort()
     quantized: set[int] = set()
+    proven: dict[int, int] = {}  # verified copy -> its source
     for c in sorted(reps, key=lambda i: (bits[i], i)):
         tol = next((t for b, t in sorted(tolerance) if bits[c] <= b), None)
         if tol is None:
@@ -99,10 +100,13 @@ def find_copies(
         )
         nearest = [(d, p) for d, p in near if bits[p] > bits[c]]
         found = _verified_source(fps, c, near)
+        if found is None:
+            found = _copy_source(fps, c, reps, bits, proven, dist)
         if found is not None:
             d, p = found
             copies.append(Copy(p, c, Relation.QUANTIZED, 1.0, d, verified=True))
             quantized.add(c)
+            proven[c] = p
             continue
         if nearest and nearest[0][0] <= tol:
             d, p = nearest[0]
@@ -111,6 +115,33 @@ def find_copies(
             copies.append(Copy(p, c, Relation.QUANTIZED, conf, d, False if unfaithful else None))
             quantized.add(c)
     return CopiesResult(copies, [i for i in reps if i not in quantized])
+
+
+def _copy_source(
+    fps: Sequence[Fingerprint],
+    c: int,
+    reps: Sequence[int],
+    bits: Sequence[int],
+    proven: dict[int, int],
+    dist: PairDistances,
+) -> tuple[float, int] | None:
+    """When no member that is not a copy reproduces ``c``: the nearest verified copy (of
+    at least ``c``'s precision) that does, while the source it was proven from does not.
+    An F16 export of a BF16 copy is that copy's, not the F32 original's; a copy that its
+    copy's source also reproduces stays with that source (the first pass found it)."""
+    if not checkable(fps[c]):
+        return None
+    near = sorted(
+        (d, p)
+        for p in reps
+        if p in proven and p != c and bits[p] >= bits[c]
+        if (d := dist.measured(p, c)) is not None
+    )
+    for d, p in near[:VERIFY_CANDIDATES]:
+        reproduces = verdict(fps[c], fps[p]) == Verdict.VERIFIED
+        if reproduces and verdict(fps[c], fps[proven[p]]) != Verdict.VERIFIED:
+            return d, p
+    return None
 
 
 def _verified_source(

@@ -78,7 +78,7 @@ __all__ = [
     "tree_edge",
 ]
 
-METHOD = "heritage-lineage/10"
+METHOD = "heritage-lineage/11"
 UNCERTAIN_CAP = 0.6  # an edge whose direction the weights cannot tell is stated at most this
 
 

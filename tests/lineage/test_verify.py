@@ -97,3 +97,26 @@ def test_a_gguf_with_f16_fallbacks_is_as_precise_as_its_blocks_and_bf16_parents_
     g = recover_lineage(inputs, SETTINGS)
     e = g.edges["a-bf16", "a-bf16-f16"]  # equal precision, another type: rounding proves it
     assert e["relation"] == Relation.QUANTIZED and e["verified"] is True
+
+
+def test_an_f16_export_of_a_bf16_copy_hangs_off_that_copy_whatever_the_order():
+    """The BF16 copy is proven from the F32 model; the F16 export of that copy is
+    reproduced by rounding the copy, not the original, so it hangs off the copy even when
+    the copy was attached first (copies of equal precision are taken in content order)."""
+    for seed in range(1, 9):
+        base = root(seed)
+        a = finetune(base, seed + 10)
+        a["layers.0.w"][0, :16] = np.linspace(1e-6, 3e-6, 16)  # F16 keeps these coarser
+        half = {n: w.astype(np.float16).astype(np.float32) for n, w in bf16(a).items()}
+        inputs = [
+            ModelInput("base", make(base)),
+            ModelInput("a", make(a)),
+            ModelInput("b", make(finetune(base, seed + 20))),
+            ModelInput("a-bf16", make(bf16(a), "BF16")),
+            ModelInput("a-bf16-f16", make(half, "F16")),
+        ]
+        g = recover_lineage(inputs, SETTINGS)
+        assert list(g.predecessors("a-bf16")) == ["a"], seed
+        assert list(g.predecessors("a-bf16-f16")) == ["a-bf16"], seed
+        e = g.edges["a-bf16", "a-bf16-f16"]
+        assert e["relation"] == Relation.QUANTIZED and e["verified"] is True
