@@ -16,7 +16,7 @@ from heritage.publish.markdown import render_markdown, safe_url
 from heritage.publish.slugs import slug
 from heritage.publish.tree import RELATIONS, family_pages, short_label, text_width
 
-SITE_CSS = Path(__file__).resolve().parents[2] / "site" / "static" / "site.css"
+SITE_CSS = Path(__file__).resolve().parents[2] / "heritage" / "site" / "static" / "site.css"
 
 
 def test_slug_is_safe_stable_and_distinct() -> None:

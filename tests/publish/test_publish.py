@@ -470,37 +470,35 @@ def test_publish_hook_uses_the_environment(
     assert result["n_models"] == 7 and (tmp_path / "hooked" / "models.html").is_file()
 
 
-def test_site_files_ship_in_the_wheel_and_are_found_there(tmp_path):
-    """Every template and asset is listed in pyproject's data-files; installed, the
-    renderer finds them under <prefix>/share/model-heritage/site."""
+def test_site_files_are_package_data() -> None:
+    """Every template and asset under heritage/site is matched by pyproject's package-data
+    globs (so a wheel ships it), and no data-files install them beside the package."""
     import fnmatch
     import tomllib
 
-    from heritage.publish.build import site_dir
-
     root = Path(__file__).resolve().parents[2]
-    data_files = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
-        "data-files"
-    ]
-    patterns = [p for globs in data_files.values() for p in globs]
+    setuptools = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "data-files" not in setuptools
+    globs = setuptools["package-data"]["heritage.site"]
+    package = root / "heritage" / "site"
     shipped = [
-        f.relative_to(root).as_posix()
-        for f in (root / "site").rglob("*")
+        f.relative_to(package).as_posix()
+        for folder in ("templates", "static")
+        for f in (package / folder).rglob("*")
         if f.is_file() and not f.name.startswith(".")
     ]
 
-    def listed(f: str) -> bool:  # setuptools' globs do not descend into subfolders
-        folder, name = f.rsplit("/", 1)
-        return any(
-            p.rsplit("/", 1)[0] == folder and fnmatch.fnmatch(name, p.rsplit("/", 1)[1])
-            for p in patterns
-        )
+    def listed(f: str) -> bool:  # a glob's "*" does not descend into subfolders
+        return any(f.count("/") == g.count("/") and fnmatch.fnmatch(f, g) for g in globs)
 
-    assert shipped and all(listed(f) for f in shipped), [f for f in shipped if not listed(f)]
-    for target, globs in data_files.items():
-        assert target.startswith("share/model-heritage/site/")
-        assert all(g.startswith("site/" + target.rsplit("/", 1)[1] + "/") for g in globs)
-    # outside a checkout the renderer looks where the wheel put them
-    module = tmp_path / "lib" / "heritage" / "publish" / "build.py"
-    assert site_dir(module, tmp_path) == tmp_path / "share" / "model-heritage" / "site"
-    assert site_dir() == root / "site"
+    assert "templates/base.html" in shipped and "static/site.css" in shipped
+    assert all(listed(f) for f in shipped), [f for f in shipped if not listed(f)]
+    assert (package / "__init__.py").is_file()  # PackageLoader and files() need a package
+
+
+def test_templates_and_assets_come_from_the_package(site: Path) -> None:
+    from importlib.resources import files
+
+    static = files("heritage.site") / "static"
+    for name in ("site.css", "catalog.js", "favicon.svg"):
+        assert (site / "static" / name).read_bytes() == (static / name).read_bytes()
