@@ -12,9 +12,13 @@ from xml.etree import ElementTree
 import networkx as nx
 import pytest
 
+from heritage.cli import main
+from heritage.cli.options import DEFAULT_DB
+from heritage.cli.publish import add_publish_arguments, run_publish
 from heritage.index import IndexData, connect_readonly, edges_frame, write_index
 from heritage.lineage.types import Direction, Relation
-from heritage.publish import PublishError, add_publish_arguments, publish, run_publish
+from heritage.publish import DEFAULT_DB as PUBLISH_DB
+from heritage.publish import PublishError, publish
 from heritage.publish import build as build_module
 from heritage.publish.data import load_site
 from heritage.publish.slugs import slug
@@ -438,15 +442,21 @@ def test_cli(hostile_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert args.func is run_publish
     assert args.func(args) == 0
     assert "published 7 models, 1 families" in capsys.readouterr().out
-    args = parser.parse_args(["--db", str(tmp_path / "missing.duckdb"), "--out", str(tmp_path)])
-    assert run_publish(args) == 1
-    assert "heritage: error:" in capsys.readouterr().err
+    missing = tmp_path / "missing.duckdb"
+    assert main(["publish", "--db", str(missing), "--out", str(tmp_path / "t")]) == 1
+    err = capsys.readouterr().err
+    assert err == f"heritage: error: {missing}: no index file (run `heritage index` first)\n"
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "mine.txt").write_text("not a site")
+    assert main(["publish", "--db", str(hostile_db), "--out", str(tmp_path / "taken")]) == 1
+    assert "refusing to replace it" in capsys.readouterr().err
     defaults = parser.parse_args([])
     assert (defaults.db, defaults.out, defaults.include_private) == (
         "lineage.duckdb",
         "build/site",
         False,
     )
+    assert PUBLISH_DB == DEFAULT_DB  # the flows' default index is the command line's
 
 
 def test_flow_body_publishes(hostile_db: Path, tmp_path: Path) -> None:
