@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_publish_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add --db, --out and --include-private to a (sub)parser; sets func=run_publish."""
+    """Add --db, --out, --include-private and --templates to a (sub)parser; sets
+    func=run_publish."""
     add_db(parser, "the DuckDB index to publish")
     parser.add_argument(
         "--out",
@@ -32,15 +33,25 @@ def add_publish_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also publish private and gated models (left out by default)",
     )
+    parser.add_argument(
+        "--templates",
+        metavar="DIR",
+        help="folder of Jinja templates that replace the packaged ones of the same file "
+        "name (e.g. a copy of base.html); the others still come from the package",
+    )
     parser.set_defaults(func=run_publish)
 
 
 def run_publish(args: argparse.Namespace) -> int:
     """Publish the site and print one line. A missing index (FileNotFoundError), a folder
-    that must not be replaced (PublishError) or an unreadable index (IndexVersionError)
-    reach ``heritage.cli.main``, which prints them and chooses the exit status."""
+    that must not be replaced or a missing templates folder (PublishError) and an
+    unreadable index (IndexVersionError) reach ``heritage.cli.main``, which prints them and
+    chooses the exit status."""
     from heritage.publish import publish
 
-    report = publish(Path(args.db), Path(args.out), include_private=args.include_private)
+    templates = Path(args.templates) if args.templates else None
+    report = publish(
+        Path(args.db), Path(args.out), include_private=args.include_private, templates=templates
+    )
     print(report.summary_line())
     return 0

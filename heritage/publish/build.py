@@ -118,7 +118,7 @@ def template_loader(templates: Path | None = None) -> BaseLoader:
     packaged = PackageLoader(SITE_PACKAGE, "templates")
     if templates is None:
         return packaged
-    if not Path(templates).is_dir():
+    if not templates.is_dir():
         raise PublishError(f"{templates}: templates folder not found")
     return ChoiceLoader([FileSystemLoader(str(templates)), packaged])
 
@@ -450,20 +450,26 @@ def publish_site(site: Site, out: Path, templates: Path | None = None) -> Publis
     )
 
 
-def publish(db: Path, out: Path, include_private: bool = False) -> PublishReport:
+def publish(
+    db: Path, out: Path, include_private: bool = False, templates: Path | None = None
+) -> PublishReport:
     """Publish the index ``db`` as a static site in ``out``.
 
-    Private and gated models are left out unless ``include_private``. Raises
+    Private and gated models are left out unless ``include_private``. Templates in the
+    folder ``templates`` replace the package's templates of the same file name. Raises
     FileNotFoundError when there is no index, PublishError when ``out`` is a folder this
-    must not replace.
+    must not replace or ``templates`` is not a folder.
     """
     start = time.perf_counter()
     db = Path(db)
     if not db.is_file():
         raise FileNotFoundError(f"{db}: no index file (run `heritage index` first)")
+    if templates is not None:
+        templates = Path(templates)
+        template_loader(templates)  # a missing folder fails before the index is read
     site = load_site(db, include_private=include_private)
     loaded = time.perf_counter() - start
-    report = publish_site(site, Path(out))
+    report = publish_site(site, Path(out), templates=templates)
     report.phases = {"load index": round(loaded, 3), **report.phases}
     report.seconds = round(time.perf_counter() - start, 3)
     return report

@@ -459,6 +459,69 @@ def test_cli(hostile_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert PUBLISH_DB == DEFAULT_DB  # the flows' default index is the command line's
 
 
+MARKER_HTML = '<p class="local-marker">Our lab &amp; its models</p>'
+
+
+def _custom_templates(folder: Path) -> Path:
+    """A copy of the packaged base.html with a marker before </footer>, and an add.html of
+    our own; every other template is left to the package."""
+    from importlib.resources import files
+
+    folder.mkdir()
+    base = (files("heritage.site") / "templates" / "base.html").read_text()
+    assert base.count("</footer>") == 1
+    (folder / "base.html").write_text(base.replace("</footer>", MARKER_HTML + "</footer>"))
+    (folder / "add.html").write_text(
+        '{% extends "base.html" %}{% block title %}Ask us{% endblock %}'
+        "{% block main %}<h1>Ask us to add {{ '<b>' }} a model</h1>{% endblock %}"
+    )
+    return folder
+
+
+def test_templates_override_packaged_ones_by_name(
+    hostile_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    templates = _custom_templates(tmp_path / "mine")
+    out = tmp_path / "custom"
+    args = ["publish", "--db", str(hostile_db), "--out", str(out), "--templates", str(templates)]
+    assert main(args) == 0
+    assert "published 7 models" in capsys.readouterr().out
+    written = pages(out)
+    assert len(written) > 8
+    for page in written:  # every page extends the overridden base.html
+        assert MARKER_HTML in page.read_text(), page
+    add = (out / "add.html").read_text()
+    assert "<h1>Ask us to add &lt;b&gt; a model</h1>" in add  # autoescape stays on
+    assert "From the command line" not in add
+    # the templates not overridden still come from the package
+    model = (out / "models" / f"{slug('a')}.html").read_text()
+    assert '<h1 class="model-name">' in model  # model.html, from the package
+    assert "Add a model</a>" in model  # the packaged nav, kept in the copied base.html
+    assert CSP in model
+    assert "<h1>Models</h1>" in (out / "models.html").read_text()
+    plain = tmp_path / "plain"
+    publish(hostile_db, plain)
+    assert MARKER_HTML not in (plain / "index.html").read_text()
+    assert "From the command line" in (plain / "add.html").read_text()
+
+
+def test_missing_templates_folder_is_one_line_and_exit_1(
+    hostile_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nowhere"
+    out = tmp_path / "out"
+    args = ["publish", "--db", str(hostile_db), "--out", str(out), "--templates", str(missing)]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    assert captured.err == f"heritage: error: {missing}: templates folder not found\n"
+    assert captured.out == "" and not out.exists()
+    with pytest.raises(PublishError, match="templates folder not found"):
+        publish(hostile_db, out, templates=missing)
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(PublishError, match="templates folder not found"):
+        publish(hostile_db, out, templates=tmp_path / "a-file")
+
+
 def test_flow_body_publishes(hostile_db: Path, tmp_path: Path) -> None:
     from prefect.logging import disable_run_logger
 
@@ -468,6 +531,10 @@ def test_flow_body_publishes(hostile_db: Path, tmp_path: Path) -> None:
         result = publish_site.fn(db=str(hostile_db), out=str(tmp_path / "flow-site"))
     assert result["n_models"] == 7 and (tmp_path / "flow-site" / "index.html").is_file()
     assert result["phases"]["load index"] >= 0
+    templates = _custom_templates(tmp_path / "flow-templates")
+    with disable_run_logger():
+        publish_site.fn(db=str(hostile_db), out=str(tmp_path / "flow-2"), templates=str(templates))
+    assert MARKER_HTML in (tmp_path / "flow-2" / "stats.html").read_text()
 
 
 def test_publish_hook_uses_the_environment(
