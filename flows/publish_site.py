@@ -18,14 +18,23 @@ from heritage.publish import DEFAULT_DB, DEFAULT_OUT, publish
 
 @flow(name="publish-site")
 def publish_site(
-    db: str = DEFAULT_DB, out: str = DEFAULT_OUT, include_private: bool = False
+    db: str = DEFAULT_DB,
+    out: str = DEFAULT_OUT,
+    include_private: bool = False,
+    templates: str | None = None,
 ) -> dict[str, Any]:
     """Render the index ``db`` into the site folder ``out`` (replaced atomically).
 
-    Private and gated models are left out unless ``include_private``. Returns the
+    Private and gated models are left out unless ``include_private``. Templates in the
+    folder ``templates`` replace the package's of the same file name. Returns the
     publish report as a dict (counts, seconds, seconds per step).
     """
-    report = publish(Path(db), Path(out), include_private=include_private)
+    report = publish(
+        Path(db),
+        Path(out),
+        include_private=include_private,
+        templates=Path(templates) if templates else None,
+    )
     get_run_logger().info("%s", report.summary_line())
     return report.to_dict()
 

@@ -1,16 +1,17 @@
 """The static catalog site: pages, JSON API and lineage exports published from the index.
 
 ``publish(db, out)`` renders the index into a folder that works from ``file://`` or any
-static host; ``add_publish_arguments`` / ``run_publish`` give the ``heritage publish``
-subcommand. The heavy imports (Jinja, DuckDB) wait until something is published, so the
-command line stays quick to start.
+static host; ``heritage publish`` (heritage/cli/publish.py) runs it. The heavy imports
+(Jinja, DuckDB) wait until something is published, so the command line stays quick to
+start.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from heritage.publish.cli import DEFAULT_DB, DEFAULT_OUT, add_publish_arguments, run_publish
+DEFAULT_DB = "lineage.duckdb"  # the index every command reads by default (heritage.cli.options)
+DEFAULT_OUT = "build/site"
 
 if TYPE_CHECKING:
     from heritage.publish.build import PublishError, PublishReport, publish
@@ -20,9 +21,7 @@ __all__ = [
     "DEFAULT_OUT",
     "PublishError",
     "PublishReport",
-    "add_publish_arguments",
     "publish",
-    "run_publish",
 ]
 
 

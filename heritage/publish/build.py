@@ -14,17 +14,24 @@ import ctypes
 import fcntl
 import json
 import os
-import shutil
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import (
+    BaseLoader,
+    ChoiceLoader,
+    Environment,
+    FileSystemLoader,
+    PackageLoader,
+    StrictUndefined,
+)
 
 from heritage import __version__
 from heritage.errors import PublishError
@@ -38,17 +45,7 @@ from heritage.publish.exports import EXPORT_FORMATS, export_path, family_exports
 from heritage.publish.markdown import render_markdown
 from heritage.publish.tree import family_pages
 
-
-def site_dir(module: Path = Path(__file__), prefix: Path = Path(sys.prefix)) -> Path:
-    """The templates/ and static/ folders: beside the package in a checkout, or where the
-    wheel installs them (``<prefix>/share/model-heritage/site``, see pyproject.toml)."""
-    checkout = module.resolve().parents[2] / "site"
-    if (checkout / "templates").is_dir():
-        return checkout
-    return prefix / "share" / "model-heritage" / "site"
-
-
-SITE_DIR = site_dir()
+SITE_PACKAGE = "heritage.site"  # package data: templates/ (Jinja) and static/ (copied as is)
 MARKER = ".heritage-site"  # marks a folder as a published site that may be replaced
 RECENT = 8  # models listed as recently added on the home page
 AGREEMENT_TEXT = {  # one sentence per declared_vs_inferred status
@@ -100,7 +97,7 @@ class PublishReport:
 
 # ---------------------------------------------------------------- rendering
 
-# Columns of each row of the catalog's search index (site/static/catalog.js reads them).
+# Columns of each row of the catalog's search index (heritage/site/static/catalog.js reads them).
 CATALOG_FIELDS = (
     "slug",
     "name",
@@ -116,10 +113,26 @@ CATALOG_FIELDS = (
 )
 
 
-def make_environment(templates: Path) -> Environment:
-    """Jinja with autoescape on for every template: all text is untrusted."""
+def template_loader(templates: Path | None = None) -> BaseLoader:
+    """The package's templates; with ``templates``, a file there of the same name wins."""
+    packaged = PackageLoader(SITE_PACKAGE, "templates")
+    if templates is None:
+        return packaged
+    if not templates.is_dir():
+        raise PublishError(f"{templates}: templates folder not found")
+    return ChoiceLoader([FileSystemLoader(str(templates)), packaged])
+
+
+def static_assets() -> Traversable:
+    """The site's CSS, script and icon, as package data."""
+    return files(SITE_PACKAGE) / "static"
+
+
+def make_environment(templates: Path | None = None) -> Environment:
+    """Jinja with autoescape on for every template (overridden ones too): all text is
+    untrusted. ``templates`` overrides the package's templates by file name."""
     env = Environment(
-        loader=FileSystemLoader(str(templates)),
+        loader=template_loader(templates),
         autoescape=True,
         undefined=StrictUndefined,
         trim_blocks=True,
@@ -236,9 +249,8 @@ class Writer:
             self.pages += 1
 
 
-def render_site(site: Site, dest: Path, templates: Path, static: Path) -> Writer:
+def render_site(site: Site, dest: Path, env: Environment) -> Writer:
     """Render every page, JSON file and export of ``site`` into the empty folder ``dest``."""
-    env = make_environment(templates)
     w = Writer(dest)
     charts = site_charts(site)
     common: dict[str, Any] = {
@@ -305,11 +317,21 @@ def render_site(site: Site, dest: Path, templates: Path, static: Path) -> Writer
     for rel, text in api_files(site, charts):
         w.write(rel, text)
     w.lap("json api")
-    shutil.copytree(static, dest / "static", dirs_exist_ok=True)
-    w.files += sum(1 for p in static.rglob("*") if p.is_file())
+    _copy_assets(static_assets(), dest / "static", w)
     w.write("static/search-index.js", search_index(site))
     w.lap("search index")
     return w
+
+
+def _copy_assets(src: Traversable, dest: Path, w: Writer) -> None:
+    """Copy the package's static folder (a Traversable: a zipped install has no real path)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for item in src.iterdir():
+        if item.is_dir():
+            _copy_assets(item, dest / item.name, w)
+        elif not item.name.startswith((".", "__")):
+            (dest / item.name).write_bytes(item.read_bytes())
+            w.files += 1
 
 
 def _path_to_root(m: Model) -> list[Model]:
@@ -371,13 +393,14 @@ def _leftovers(out: Path) -> list[Path]:
     return sorted(out.parent.glob(f".{out.name}.publish-*"))
 
 
-def publish_site(site: Site, out: Path, site_dir: Path = SITE_DIR) -> PublishReport:
-    """Render ``site`` and swap it into ``out`` atomically; returns what was written."""
+def publish_site(site: Site, out: Path, templates: Path | None = None) -> PublishReport:
+    """Render ``site`` and swap it into ``out`` atomically; returns what was written.
+
+    ``templates``: a folder whose templates replace the package's of the same file name.
+    """
     start = time.perf_counter()
     out = Path(os.path.abspath(out))
-    templates, static = site_dir / "templates", site_dir / "static"
-    if not templates.is_dir() or not static.is_dir():
-        raise PublishError(f"{site_dir}: site templates and static assets not found")
+    env = make_environment(templates)  # a missing templates folder fails before any write
     out.parent.mkdir(parents=True, exist_ok=True)
     with _locked(out.parent):
         _check_target(out)
@@ -386,7 +409,7 @@ def publish_site(site: Site, out: Path, site_dir: Path = SITE_DIR) -> PublishRep
         build = out.parent / f".{out.name}.publish-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         build.mkdir()
         try:
-            writer = render_site(site, build, templates, static)
+            writer = render_site(site, build, env)
             marker = {
                 "tool": "heritage",
                 "version": __version__,
@@ -427,20 +450,26 @@ def publish_site(site: Site, out: Path, site_dir: Path = SITE_DIR) -> PublishRep
     )
 
 
-def publish(db: Path, out: Path, include_private: bool = False) -> PublishReport:
+def publish(
+    db: Path, out: Path, include_private: bool = False, templates: Path | None = None
+) -> PublishReport:
     """Publish the index ``db`` as a static site in ``out``.
 
-    Private and gated models are left out unless ``include_private``. Raises
+    Private and gated models are left out unless ``include_private``. Templates in the
+    folder ``templates`` replace the package's templates of the same file name. Raises
     FileNotFoundError when there is no index, PublishError when ``out`` is a folder this
-    must not replace.
+    must not replace or ``templates`` is not a folder.
     """
     start = time.perf_counter()
     db = Path(db)
     if not db.is_file():
         raise FileNotFoundError(f"{db}: no index file (run `heritage index` first)")
+    if templates is not None:
+        templates = Path(templates)
+        template_loader(templates)  # a missing folder fails before the index is read
     site = load_site(db, include_private=include_private)
     loaded = time.perf_counter() - start
-    report = publish_site(site, Path(out))
+    report = publish_site(site, Path(out), templates=templates)
     report.phases = {"load index": round(loaded, 3), **report.phases}
     report.seconds = round(time.perf_counter() - start, 3)
     return report

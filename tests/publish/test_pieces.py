@@ -16,7 +16,7 @@ from heritage.publish.markdown import render_markdown, safe_url
 from heritage.publish.slugs import slug
 from heritage.publish.tree import RELATIONS, family_pages, short_label, text_width
 
-SITE_CSS = Path(__file__).resolve().parents[2] / "site" / "static" / "site.css"
+SITE_CSS = Path(__file__).resolve().parents[2] / "heritage" / "site" / "static" / "site.css"
 
 
 def test_slug_is_safe_stable_and_distinct() -> None:
@@ -54,11 +54,11 @@ def test_markdown_blocks() -> None:
     )
     assert '<p class="md-heading">Title</p>' in html  # never a real heading
     assert "<h1" not in html
-    assert "<p>para line</p>" in html
-    assert "<ul><li>a</li><li>b</li></ul>" in html
-    assert "<ol><li>one</li></ol>" in html
-    assert "<blockquote><p>q</p></blockquote>" in html
-    assert "<pre><code>&lt;x&gt;</code></pre>" in html
+    assert "<p>para\nline</p>" in html
+    assert "<ul>\n<li>a</li>\n<li>b</li>\n</ul>" in html
+    assert "<ol>\n<li>one</li>\n</ol>" in html
+    assert "<blockquote>\n<p>q</p>\n</blockquote>" in html
+    assert "<pre><code>&lt;x&gt;\n</code></pre>" in html
     assert str(render_markdown(None)) == "" and str(render_markdown("  \n")) == ""
 
 
@@ -69,10 +69,57 @@ def test_markdown_is_fast_on_pathological_input() -> None:
     assert time.perf_counter() - start < 2.0
 
 
+def test_markdown_shows_raw_script_escaped() -> None:
+    html = str(render_markdown("<script>alert(1)</script>\n\ntext <script src=x></script>"))
+    assert "<script" not in html.lower()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&lt;script src=x&gt;&lt;/script&gt;" in html
+
+
+def test_markdown_javascript_link_is_not_a_link() -> None:
+    for text in (
+        "[x](javascript:alert(1))",
+        "[x](JAVASCRIPT:alert(1))",
+        "[x]( javascript:alert(1) )",
+        "[x](<javascript:alert(1)>)",
+        "<javascript:alert(1)>",
+        "[x][r]\n\n[r]: javascript:alert(1)",
+        "[x](vbscript:msgbox(1))",
+        "[x](data:text/html;base64,PHNjcmlwdD4=)",
+        "[x](//evil.org/a)",
+        "[x](/etc/passwd)",
+    ):
+        html = str(render_markdown(text))
+        assert "<a" not in html, (text, html)
+        assert text.startswith("<") or "x" in html  # the label is still shown, as text
+
+
+def test_markdown_refuses_data_images_and_loads_no_image() -> None:
+    html = str(render_markdown("![pixel](data:image/png;base64,iVBORw0KGgo=)"))
+    assert "<img" not in html and "<a" not in html
+    assert 'src="data:' not in html and 'href="data:' not in html
+    html = str(render_markdown('![a *b* <c>](https://e.org/x.png "t")'))
+    assert html == "<p>a b &lt;c&gt;</p>"  # alt text only, escaped
+
+
+def test_markdown_keeps_safe_and_relative_links() -> None:
+    html = str(
+        render_markdown("[a](https://e.org) [b](mailto:x@y.z) [c](docs/x.html#s) <http://e.org>")
+    )
+    assert '<a href="https://e.org" rel="nofollow noopener noreferrer">a</a>' in html
+    assert '<a href="mailto:x@y.z" rel="nofollow noopener noreferrer">b</a>' in html
+    assert '<a href="docs/x.html#s" rel="nofollow noopener noreferrer">c</a>' in html
+    assert '<a href="http://e.org" rel="nofollow noopener noreferrer">http://e.org</a>' in html
+
+
 def test_safe_url() -> None:
     assert safe_url("https://a.b/c") == "https://a.b/c"
+    assert safe_url("HTTP://a.b/c") == "HTTP://a.b/c"
     assert safe_url("mailto:x@y.z") == "mailto:x@y.z"
+    assert safe_url("docs/a.html") == "docs/a.html" and safe_url("#part") == "#part"
     for bad in ("javascript:alert(1)", "data:text/html,x", "//evil.org", "/rel", "https://a b"):
+        assert safe_url(bad) is None
+    for bad in ("vbscript:x", "file:///etc/passwd", "\\\\evil.org", "", "a\tb", "x:y"):
         assert safe_url(bad) is None
 
 

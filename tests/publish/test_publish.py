@@ -12,9 +12,13 @@ from xml.etree import ElementTree
 import networkx as nx
 import pytest
 
+from heritage.cli import main
+from heritage.cli.options import DEFAULT_DB
+from heritage.cli.publish import add_publish_arguments, run_publish
 from heritage.index import IndexData, connect_readonly, edges_frame, write_index
 from heritage.lineage.types import Direction, Relation
-from heritage.publish import PublishError, add_publish_arguments, publish, run_publish
+from heritage.publish import DEFAULT_DB as PUBLISH_DB
+from heritage.publish import PublishError, publish
 from heritage.publish import build as build_module
 from heritage.publish.data import load_site
 from heritage.publish.slugs import slug
@@ -438,15 +442,84 @@ def test_cli(hostile_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert args.func is run_publish
     assert args.func(args) == 0
     assert "published 7 models, 1 families" in capsys.readouterr().out
-    args = parser.parse_args(["--db", str(tmp_path / "missing.duckdb"), "--out", str(tmp_path)])
-    assert run_publish(args) == 1
-    assert "heritage: error:" in capsys.readouterr().err
+    missing = tmp_path / "missing.duckdb"
+    assert main(["publish", "--db", str(missing), "--out", str(tmp_path / "t")]) == 1
+    err = capsys.readouterr().err
+    assert err == f"heritage: error: {missing}: no index file (run `heritage index` first)\n"
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "mine.txt").write_text("not a site")
+    assert main(["publish", "--db", str(hostile_db), "--out", str(tmp_path / "taken")]) == 1
+    assert "refusing to replace it" in capsys.readouterr().err
     defaults = parser.parse_args([])
     assert (defaults.db, defaults.out, defaults.include_private) == (
         "lineage.duckdb",
         "build/site",
         False,
     )
+    assert PUBLISH_DB == DEFAULT_DB  # the flows' default index is the command line's
+
+
+MARKER_HTML = '<p class="local-marker">Our lab &amp; its models</p>'
+
+
+def _custom_templates(folder: Path) -> Path:
+    """A copy of the packaged base.html with a marker before </footer>, and an add.html of
+    our own; every other template is left to the package."""
+    from importlib.resources import files
+
+    folder.mkdir()
+    base = (files("heritage.site") / "templates" / "base.html").read_text()
+    assert base.count("</footer>") == 1
+    (folder / "base.html").write_text(base.replace("</footer>", MARKER_HTML + "</footer>"))
+    (folder / "add.html").write_text(
+        '{% extends "base.html" %}{% block title %}Ask us{% endblock %}'
+        "{% block main %}<h1>Ask us to add {{ '<b>' }} a model</h1>{% endblock %}"
+    )
+    return folder
+
+
+def test_templates_override_packaged_ones_by_name(
+    hostile_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    templates = _custom_templates(tmp_path / "mine")
+    out = tmp_path / "custom"
+    args = ["publish", "--db", str(hostile_db), "--out", str(out), "--templates", str(templates)]
+    assert main(args) == 0
+    assert "published 7 models" in capsys.readouterr().out
+    written = pages(out)
+    assert len(written) > 8
+    for page in written:  # every page extends the overridden base.html
+        assert MARKER_HTML in page.read_text(), page
+    add = (out / "add.html").read_text()
+    assert "<h1>Ask us to add &lt;b&gt; a model</h1>" in add  # autoescape stays on
+    assert "From the command line" not in add
+    # the templates not overridden still come from the package
+    model = (out / "models" / f"{slug('a')}.html").read_text()
+    assert '<h1 class="model-name">' in model  # model.html, from the package
+    assert "Add a model</a>" in model  # the packaged nav, kept in the copied base.html
+    assert CSP in model
+    assert "<h1>Models</h1>" in (out / "models.html").read_text()
+    plain = tmp_path / "plain"
+    publish(hostile_db, plain)
+    assert MARKER_HTML not in (plain / "index.html").read_text()
+    assert "From the command line" in (plain / "add.html").read_text()
+
+
+def test_missing_templates_folder_is_one_line_and_exit_1(
+    hostile_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nowhere"
+    out = tmp_path / "out"
+    args = ["publish", "--db", str(hostile_db), "--out", str(out), "--templates", str(missing)]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    assert captured.err == f"heritage: error: {missing}: templates folder not found\n"
+    assert captured.out == "" and not out.exists()
+    with pytest.raises(PublishError, match="templates folder not found"):
+        publish(hostile_db, out, templates=missing)
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(PublishError, match="templates folder not found"):
+        publish(hostile_db, out, templates=tmp_path / "a-file")
 
 
 def test_flow_body_publishes(hostile_db: Path, tmp_path: Path) -> None:
@@ -458,6 +531,10 @@ def test_flow_body_publishes(hostile_db: Path, tmp_path: Path) -> None:
         result = publish_site.fn(db=str(hostile_db), out=str(tmp_path / "flow-site"))
     assert result["n_models"] == 7 and (tmp_path / "flow-site" / "index.html").is_file()
     assert result["phases"]["load index"] >= 0
+    templates = _custom_templates(tmp_path / "flow-templates")
+    with disable_run_logger():
+        publish_site.fn(db=str(hostile_db), out=str(tmp_path / "flow-2"), templates=str(templates))
+    assert MARKER_HTML in (tmp_path / "flow-2" / "stats.html").read_text()
 
 
 def test_publish_hook_uses_the_environment(
@@ -470,37 +547,35 @@ def test_publish_hook_uses_the_environment(
     assert result["n_models"] == 7 and (tmp_path / "hooked" / "models.html").is_file()
 
 
-def test_site_files_ship_in_the_wheel_and_are_found_there(tmp_path):
-    """Every template and asset is listed in pyproject's data-files; installed, the
-    renderer finds them under <prefix>/share/model-heritage/site."""
+def test_site_files_are_package_data() -> None:
+    """Every template and asset under heritage/site is matched by pyproject's package-data
+    globs (so a wheel ships it), and no data-files install them beside the package."""
     import fnmatch
     import tomllib
 
-    from heritage.publish.build import site_dir
-
     root = Path(__file__).resolve().parents[2]
-    data_files = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
-        "data-files"
-    ]
-    patterns = [p for globs in data_files.values() for p in globs]
+    setuptools = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "data-files" not in setuptools
+    globs = setuptools["package-data"]["heritage.site"]
+    package = root / "heritage" / "site"
     shipped = [
-        f.relative_to(root).as_posix()
-        for f in (root / "site").rglob("*")
+        f.relative_to(package).as_posix()
+        for folder in ("templates", "static")
+        for f in (package / folder).rglob("*")
         if f.is_file() and not f.name.startswith(".")
     ]
 
-    def listed(f: str) -> bool:  # setuptools' globs do not descend into subfolders
-        folder, name = f.rsplit("/", 1)
-        return any(
-            p.rsplit("/", 1)[0] == folder and fnmatch.fnmatch(name, p.rsplit("/", 1)[1])
-            for p in patterns
-        )
+    def listed(f: str) -> bool:  # a glob's "*" does not descend into subfolders
+        return any(f.count("/") == g.count("/") and fnmatch.fnmatch(f, g) for g in globs)
 
-    assert shipped and all(listed(f) for f in shipped), [f for f in shipped if not listed(f)]
-    for target, globs in data_files.items():
-        assert target.startswith("share/model-heritage/site/")
-        assert all(g.startswith("site/" + target.rsplit("/", 1)[1] + "/") for g in globs)
-    # outside a checkout the renderer looks where the wheel put them
-    module = tmp_path / "lib" / "heritage" / "publish" / "build.py"
-    assert site_dir(module, tmp_path) == tmp_path / "share" / "model-heritage" / "site"
-    assert site_dir() == root / "site"
+    assert "templates/base.html" in shipped and "static/site.css" in shipped
+    assert all(listed(f) for f in shipped), [f for f in shipped if not listed(f)]
+    assert (package / "__init__.py").is_file()  # PackageLoader and files() need a package
+
+
+def test_templates_and_assets_come_from_the_package(site: Path) -> None:
+    from importlib.resources import files
+
+    static = files("heritage.site") / "static"
+    for name in ("site.css", "catalog.js", "favicon.svg"):
+        assert (site / "static" / name).read_bytes() == (static / name).read_bytes()
