@@ -41,6 +41,7 @@ __all__ = [
     "declared_base",
     "is_adapter_folder",
     "is_lora",
+    "layout_of",
     "lora_layout",
     "parse_config",
     "read_adapter_config",
@@ -117,17 +118,23 @@ class LoraLayout:
     other: tuple[str, ...] = ()  # LoRA parameters besides A and B (embedding LoRA, DoRA)
 
     def base_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Every base tensor the adapter needs, with its shape: a base fits when it holds
-        all of them."""
-        need = {m.base: m.shape for m in self.modules}
-        need.update({s.base: s.shape for s in self.saved})
-        return dict(sorted(need.items()))
+        """The base weights the adapter's lora pairs change, with the shape each must
+        have ([out, in]; [in, out] with fan_in_fan_out)."""
+        return dict(sorted((m.base, m.shape) for m in self.modules))
+
+    def saved_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The base tensors the adapter saves whole (``modules_to_save``), with shapes."""
+        return dict(sorted((s.base, s.shape) for s in self.saved))
 
     def fits(self, shapes: Mapping[str, Collection[int]]) -> bool:
-        """Whether a model with these tensor shapes (name -> shape) can be the base."""
+        """Whether a model with these tensor shapes (name -> shape) can be the base: it
+        holds every weight a lora pair changes, at its shape, and every tensor the adapter
+        saves whole that it holds has that tensor's shape (one it lacks is a head the
+        adapter adds, as a classification head over a language model)."""
+        if any(tuple(shapes.get(n, ())) != shape for n, shape in self.base_shapes().items()):
+            return False
         return all(
-            name in shapes and tuple(shapes[name]) == shape
-            for name, shape in self.base_shapes().items()
+            tuple(shapes[n]) == shape for n, shape in self.saved_shapes().items() if n in shapes
         )
 
     @property
@@ -329,3 +336,22 @@ def lora_layout(
     if not modules:
         raise BadCheckpoint(where, "no LoRA weights (lora_A / lora_B pairs) in the adapter")
     return LoraLayout(config, tuple(modules), tuple(saved), tuple(other))
+
+
+def layout_of(
+    config: Mapping[str, Any] | str | None,
+    tensors: Iterable[tuple[str, Collection[int]]],
+    where: str | Path = ADAPTER_CONFIG,
+) -> LoraLayout:
+    """An adapter's layout from its config (a dict, or the JSON text the index keeps in
+    models.config) and its tensors' (name, shape) pairs; BadCheckpoint naming ``where``."""
+    if isinstance(config, str):
+        try:
+            config = json.loads(config)
+        except json.JSONDecodeError as exc:
+            raise BadCheckpoint(
+                where, f"{ADAPTER_CONFIG} is not valid JSON ({exc.__class__.__name__})"
+            ) from None
+    if not isinstance(config, Mapping):
+        raise BadCheckpoint(where, f"{ADAPTER_CONFIG} is not a JSON object")
+    return lora_layout(parse_config(config, where), tensors, where)

@@ -41,7 +41,7 @@ def base_state(seed: int = 0) -> State:
     return state
 
 
-def fine_tune(state: State, seed: int, step: float = 0.05) -> State:
+def fine_tune(state: State, seed: int, step: float = 0.2) -> State:
     """Every tensor moved by a little noise (a full fine-tune)."""
     rng = np.random.default_rng(seed)
     return {
@@ -80,7 +80,7 @@ def lora(
             merged[module + ".weight"] = (state[module + ".weight"] + delta).astype(np.float32)
     for module in save:
         w = state[module + ".weight"]
-        trained = (w + 0.02 * rng.standard_normal(w.shape)).astype(np.float32)
+        trained = (w + 0.05 * np.abs(w).mean() * rng.standard_normal(w.shape)).astype(np.float32)
         tensors[f"base_model.model.{module}.weight"] = trained
         merged[module + ".weight"] = trained.copy()
     config = {

@@ -88,13 +88,14 @@ def test_layout_maps_each_pair_to_its_base_weight() -> None:
     assert (up.shape, up.rank) == ((MLP, HIDDEN), 4)
     assert up.a == "base_model.model.model.layers.1.mlp.up_proj.lora_A.weight"
     assert [(s.base, s.trained) for s in layout.saved] == [("score.weight", True)]
-    need = layout.base_shapes()
-    assert need["model.layers.0.mlp.down_proj.weight"] == (HIDDEN, MLP)
-    assert need["score.weight"] == (5, HIDDEN)
+    assert layout.base_shapes()["model.layers.0.mlp.down_proj.weight"] == (HIDDEN, MLP)
+    assert layout.saved_shapes() == {"score.weight": (5, HIDDEN)}
     shapes = {k: v.shape for k, v in base_state(3).items()}
     assert layout.fits(shapes)
-    shapes["score.weight"] = (7, HIDDEN)
-    assert not layout.fits(shapes)
+    assert layout.fits({k: v for k, v in shapes.items() if k != "score.weight"})  # a new head
+    assert not layout.fits({**shapes, "score.weight": (7, HIDDEN)})
+    assert not layout.fits({**shapes, "model.layers.1.mlp.up_proj.weight": (HIDDEN, MLP)})
+    assert not layout.fits({k: v for k, v in shapes.items() if "layers.1.mlp.up" not in k})
 
 
 def test_layout_fan_in_fan_out_and_adapter_names() -> None:
