@@ -1,5 +1,5 @@
-"""PEFT LoRA adapters in the index: an adapter edge to the base, the base's family, and
-incremental runs that give what a full run gives."""
+"""PEFT LoRA adapters in the index: an adapter edge to the base, the base's family, the
+declared base's verdict, and incremental runs that give what a full run gives."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from polars.testing import assert_frame_equal
 
 from heritage.crawl.run import run_index
 from heritage.index import read_index
+from heritage.publish.data import load_site
 from tests.formats.peft_builders import base_state, fine_tune, lora, write_adapter, write_model
+from tests.index.sample import declared_vs_inferred
 
 
 def _edges(db: Path) -> dict[tuple[str, str], dict]:
@@ -64,6 +66,14 @@ def test_adapters_in_the_index(tmp_path: Path) -> None:
         "org/lora-plain",
         0.0,
     )
+    verdicts = declared_vs_inferred(db, "status, declared_base_ids")
+    assert verdicts["org/lora-head"] == ("agrees", ["org/ft1"])
+    assert verdicts["org/lora-plain"] == ("compatible", ["org/base"])
+    assert verdicts["org/lora-wrong"] == ("incompatible", ["org/other"])
+    site = load_site(db, include_private=True)  # the site judges as the view does
+    view = declared_vs_inferred(db, "status, matched_bases, declared_base_ids")
+    ours = {m.id: (m.agreement, m.matched, m.declared_ids) for m in site.models if m.agreement}
+    assert ours == view
 
     # adding an adapter adds its edge and changes no other
     before = _edges(db)
