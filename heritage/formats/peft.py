@@ -264,7 +264,9 @@ def parse_config(raw: Mapping[str, Any], where: str | Path = ADAPTER_CONFIG) -> 
         )
     r = _number(raw, "r", 8, where)
     if r != int(r) or r < 1:
-        raise BadCheckpoint(where, f"{ADAPTER_CONFIG}: r must be a positive integer, not {r!r}")
+        raise BadCheckpoint(
+            where, f"{ADAPTER_CONFIG}: r must be a positive integer, not {raw.get('r')!r}"
+        )
     targets = raw.get("target_modules")
     if isinstance(targets, str):
         target_modules: tuple[str, ...] | str | None = targets

@@ -207,6 +207,13 @@ def test_a_corrupt_adapter_config_is_one_line_naming_the_file(
         open_checkpoint(folder)
     message = str(err.value)
     assert message.startswith(f"{folder / 'adapter_config.json'}: {says}")
+    # an index run fails the model with that line before it reads any weight
+    (found,) = discover([tmp_path]).models
+    _, error = read_meta(found)
+    if says.startswith("adapter_config.json: r"):  # valid JSON: only reading the weights fails
+        assert error is None
+    else:
+        assert error == message
     assert "\n" not in message
 
 
