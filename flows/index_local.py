@@ -113,6 +113,12 @@ def find_lineage_work(draft: Draft, previous: IndexData) -> LineageWork:
         work.replanned,
         len(work.attached),
     )
+    if work.adapters:
+        get_run_logger().info(
+            "lineage: PEFT adapters: %(attached)d attached (%(verified)d verified by a merged "
+            "copy), %(unattached)d left unattached; %(placed)d placed again",
+            work.adapter_counts(),
+        )
     return work
 
 

@@ -17,7 +17,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from heritage.formats.checkpoint import Checkpoint, RowSample, TensorInfo
+from heritage.formats.checkpoint import Checkpoint, RowSample, SampleLike, TensorInfo
 from heritage.formats.dtypes import is_float_dtype
 
 # 32 rows x 128 columns = 4,096 float32 values (16 KB) per matrix. Past 800,000 sampled values
@@ -153,6 +153,17 @@ def sample_plan(t: TensorInfo, settings: FingerprintSettings) -> RowSample:
     return RowSample(list(rows), (offset, offset + span))
 
 
+def aligned_plan(t: TensorInfo, settings: FingerprintSettings, like: SampleLike) -> RowSample:
+    """Where to sample ``t`` so it lines up with another tensor's sample (``like``): a
+    PEFT adapter's tensors on the base weights they change (heritage.formats.peft)."""
+    other = sample_plan(TensorInfo(like.name, t.dtype, like.shape, t.file), settings)
+    if like.part == "rows":  # every column of the other's rows
+        return RowSample(other.rows, (0, math.prod(t.row_shape)))
+    if like.part == "cols":  # every row, the other's column window
+        return RowSample(range(t.n_rows), other.cols)
+    return other
+
+
 def _plan_entries(t: TensorInfo, settings: FingerprintSettings) -> int:
     """How many values ``sample_plan`` takes from a tensor, without drawing its rows."""
     shape = t.shape if t.shape else (1,)
@@ -194,7 +205,12 @@ def tensor_stats(values: np.ndarray) -> dict[str, float]:
 def fingerprint(ckpt: Checkpoint, settings: FingerprintSettings | None = None) -> Fingerprint:
     """Read the sampled entries of every tensor (one batched, coalesced read) and summarise."""
     settings = (settings or FingerprintSettings()).for_tensors(ckpt.tensors)
-    plans = {t.name: sample_plan(t, settings) for t in ckpt.tensors}
+    plans = {
+        t.name: sample_plan(t, settings)
+        if t.name not in ckpt.sample_like
+        else aligned_plan(t, settings, ckpt.sample_like[t.name])
+        for t in ckpt.tensors
+    }
     shaped = {}
     for t in ckpt.tensors:
         p = plans[t.name]

@@ -24,9 +24,9 @@ from typing import Any
 
 import polars as pl
 
-from heritage.formats import CheckpointError, weight_files
+from heritage.formats import CheckpointError, peft, weight_files
 from heritage.formats.gguf_reader import split_files
-from heritage.formats.open import read_config
+from heritage.formats.open import adapter_file, read_config
 from heritage.index import IndexData
 from heritage.sources import Discovery, FoundModel, read_card
 
@@ -115,7 +115,10 @@ class Plan:
 
 
 def read_meta(found: FoundModel) -> tuple[ModelMeta, str | None]:
-    """Card and config.json of a model; an unreadable config.json is the model's error."""
+    """Card and config.json of a model; an unreadable config.json is the model's error.
+
+    A PEFT adapter's config is its adapter_config.json, and the base model it names
+    (``base_model_name_or_path``) is a declared base beside the card's."""
     meta = ModelMeta(name=found.location)
     error = None
     card_path = found.card_path
@@ -131,6 +134,9 @@ def read_meta(found: FoundModel) -> tuple[ModelMeta, str | None]:
             meta.config = read_config(found.path)
         except CheckpointError as exc:
             error = str(exc)
+        base = peft.declared_base(meta.config) if adapter_file(found.path) else None
+        if base and base.lower() not in {b.lower() for b in meta.base_models}:
+            meta.base_models = [*meta.base_models, base]
     return meta, error
 
 
@@ -198,6 +204,15 @@ def _decide(files: list[FileState], prev: dict[str, Any] | None) -> tuple[str, l
     return "rehash", trusted
 
 
+def _format_changed(found: FoundModel, meta: ModelMeta, prev: dict[str, Any]) -> bool:
+    """A LoRA adapter folder stored under another format (by a heritage that read it as
+    plain safetensors): read again, its tensors are sampled where its base's are."""
+    if prev.get("status") != "ok" or found.kind != "folder":
+        return False
+    lora = peft.is_lora(meta.config) and adapter_file(found.path) is not None
+    return lora != (prev.get("format") == peft.FORMAT)
+
+
 def plan_run(discovery: Discovery, previous: IndexData, full: bool = False) -> Plan:
     """Match found models with the previous index (by absolute path) and pick actions.
 
@@ -226,6 +241,8 @@ def plan_run(discovery: Discovery, previous: IndexData, full: bool = False) -> P
             entries.append(Entry(found, meta, files, "fail", prev, error))
             continue
         action, files = ("read", files) if full else _decide(files, prev)
+        if action != "read" and prev is not None and _format_changed(found, meta, prev):
+            action = "read"
         entries.append(Entry(found, meta, files, action, prev))
     kept = {e.previous["model_id"] for e in entries if e.previous is not None}
     local = previous.models.filter(pl.col("source") == "local")["model_id"].to_list()

@@ -57,6 +57,21 @@ class RowSample:
     cols: tuple[int, int] | None = None  # [start, stop) over the flattened row
 
 
+@dataclass(frozen=True)
+class SampleLike:
+    """Sample a tensor where fingerprints sample another one (``name`` of ``shape``).
+
+    An adapter's tensors are sampled where their base's are, so the two line up entry for
+    entry: ``part`` is ``same`` (the other's rows and column window: a tensor of the same
+    shape), ``rows`` (the other's rows, whole: LoRA's B [out, r] on its base weight's
+    rows) or ``cols`` (every row, the other's column window: LoRA's A [r, in]).
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    part: str = "same"
+
+
 @dataclass
 class Checkpoint:
     """A model's tensors from one or more files, read lazily and as float32.
@@ -70,6 +85,8 @@ class Checkpoint:
     tensors: list[TensorInfo]
     config: dict[str, Any] | None = None  # config.json of a Hugging Face folder
     header_metadata: dict[str, str] = field(default_factory=dict)
+    # tensors fingerprints sample where they sample another one (an adapter's, on its base)
+    sample_like: dict[str, SampleLike] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._by_name = {t.name: t for t in self.tensors}

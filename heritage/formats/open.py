@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from heritage.errors import BadCheckpoint
+from heritage.formats import peft
 from heritage.formats.checkpoint import Checkpoint
 from heritage.formats.gguf_reader import GGUFCheckpoint, split_files
 from heritage.formats.pickle_reader import PICKLE_SUFFIXES, PickleCheckpoint
@@ -20,10 +22,34 @@ from heritage.formats.source import LocalFileSource
 
 WEIGHT_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES, ".gguf")
 PICKLE_INDEX_NAME = "pytorch_model.bin.index.json"
+INDEX_NAMES = (INDEX_NAME, PICKLE_INDEX_NAME)
+# a model's whole weights under Hugging Face names (one file or numbered shards)
+HF_WEIGHT = re.compile(r"^(?:model|pytorch_model)(?:-\d+-of-\d+)?\.(?:safetensors|bin)$")
+
+
+def full_weights(names: list[str] | set[str]) -> bool:
+    """Whether a folder listing holds whole weights under Hugging Face names."""
+    return any(n in INDEX_NAMES or HF_WEIGHT.match(n) for n in names)
+
+
+def adapter_file(folder: Path) -> Path | None:
+    """The weights of a PEFT adapter folder (heritage.formats.peft), unless the folder
+    holds whole weights under Hugging Face names too (those are the model then)."""
+    found = peft.adapter_weights(folder)
+    if found is None:
+        return None
+    try:
+        names = [p.name for p in folder.iterdir()]
+    except OSError:
+        return found
+    return None if full_weights(names) else found
 
 
 def read_config(folder: Path) -> dict[str, Any] | None:
-    """A Hugging Face folder's config.json, kept as metadata (None when absent)."""
+    """A Hugging Face folder's config.json, kept as metadata (None when absent); a PEFT
+    adapter folder's adapter_config.json."""
+    if adapter_file(folder) is not None:
+        return peft.read_adapter_config(folder)
     path = folder / "config.json"
     if not path.is_file():
         return None
@@ -42,8 +68,12 @@ def weight_files(folder: Path) -> tuple[str, list[Path]]:
     """Which files of a model folder hold its weights, and in which layout.
 
     Follows what Hugging Face loaders prefer: a safetensors index, then
-    ``model.safetensors``, then other safetensors files, then torch pickles.
+    ``model.safetensors``, then other safetensors files, then torch pickles. A PEFT
+    adapter folder's weights are its adapter file (layout ``peft``).
     """
+    adapter = adapter_file(folder)
+    if adapter is not None:
+        return "peft", [adapter]
     index = folder / INDEX_NAME
     if index.is_file():
         return "safetensors-sharded", [folder / f for f in shard_files(index)]
@@ -73,6 +103,8 @@ def open_checkpoint(location: str | Path) -> Checkpoint:
     if path.is_dir():
         config = read_config(path)
         layout, files = weight_files(path)
+        if layout == "peft":
+            return _open_adapter(path, files[0], config)
         if layout == "safetensors-sharded":
             return open_sharded(path, path / INDEX_NAME, config)
         if layout == "safetensors":
@@ -93,6 +125,26 @@ def open_checkpoint(location: str | Path) -> Checkpoint:
     raise BadCheckpoint(
         path, f"not a checkpoint: unsupported file type {path.suffix or '(none)'!r}"
     )
+
+
+def _open_adapter(folder: Path, weights: Path, config: dict[str, Any] | None) -> Checkpoint:
+    """A PEFT adapter folder: format ``peft-lora`` for a LoRA (its tensors sampled where
+    its base's are), else its weights as they are, adapter_config.json as the config."""
+    if weights.suffix == ".safetensors":
+        ckpt: Checkpoint = _open_safetensors(folder, [weights], "safetensors", config)
+    else:
+        ckpt = PickleCheckpoint(folder, [weights], config)
+    if not peft.is_lora(config):
+        return ckpt
+    try:
+        lora = peft.parse_config(config or {}, folder / peft.ADAPTER_CONFIG)
+        layout = peft.lora_layout(lora, ((t.name, t.shape) for t in ckpt.tensors), weights)
+    except BaseException:
+        ckpt.close()
+        raise
+    ckpt.format = peft.FORMAT
+    ckpt.sample_like = layout.sample_like()
+    return ckpt
 
 
 def _open_safetensors(

@@ -40,7 +40,7 @@ COMMENT ON COLUMN models.name IS 'Human name: the Hub repo id (with the subfolde
 COMMENT ON COLUMN models.source IS 'Where the model was found: ''local'' (a crawled folder) or ''hub'' (Hugging Face Hub).';
 COMMENT ON COLUMN models.location IS 'Path relative to the crawl root for local models; Hub repo id for Hub models, with the subfolder or GGUF file for a model inside a repo.';
 COMMENT ON COLUMN models.revision IS 'Hub commit sha that was read (the repo is pinned to it); NULL for local models.';
-COMMENT ON COLUMN models.format IS 'Checkpoint format: safetensors, safetensors-sharded, pytorch-zip, pytorch-legacy or gguf.';
+COMMENT ON COLUMN models.format IS 'Checkpoint format: safetensors, safetensors-sharded, pytorch-zip, pytorch-legacy, gguf, or peft-lora (a PEFT LoRA adapter folder: adapter_config.json and its adapter weights).';
 COMMENT ON COLUMN models.files IS 'Weight files: name, size in bytes, sha256 (NULL if not hashed) and mtime (seconds since the epoch).';
 COMMENT ON COLUMN models.bytes IS 'Total size of the weight files in bytes.';
 COMMENT ON COLUMN models.sha256 IS 'sha256 of the single weight file, or sha256 over the sorted per-file sha256 hex digests joined by newlines.';
@@ -56,7 +56,7 @@ COMMENT ON COLUMN models.created_at IS 'When the Hub repo was created, UTC; NULL
 COMMENT ON COLUMN models.indexed_at IS 'When this row was last (re)computed, UTC.';
 COMMENT ON COLUMN models.status IS '''ok'' (fingerprinted), ''failed'' (could not be read, see error) or ''not_fingerprinted'' (listed only).';
 COMMENT ON COLUMN models.error IS 'One-line reason when status is ''failed'' (PATH: reason) or ''not_fingerprinted''.';
-COMMENT ON COLUMN models.config IS 'The model''s config.json as JSON, if any.';
+COMMENT ON COLUMN models.config IS 'The model''s config.json as JSON, if any; a PEFT adapter''s adapter_config.json.';
 COMMENT ON COLUMN models.card IS 'Model card metadata as JSON: license, tags, base_model_relation and similar.';
 COMMENT ON COLUMN models.private IS 'True when the Hub repo is private.';
 COMMENT ON COLUMN models.gated IS 'True when the Hub repo is gated (access must be requested).';
@@ -133,12 +133,12 @@ CREATE TABLE families (
 );
 
 COMMENT ON TABLE families IS 'Groups of models that share trained weights (one common ancestor), as recovered from weights.';
-COMMENT ON COLUMN families.family_id IS 'Family identifier (primary key), derived from its member ids.';
-COMMENT ON COLUMN families.architecture IS 'Architecture key: hash of tensor names and row shapes shared by all members.';
-COMMENT ON COLUMN families.n_models IS 'Number of member models.';
+COMMENT ON COLUMN families.family_id IS 'Family identifier (primary key), derived from its member ids (PEFT adapters aside: one joins its base''s family as it is).';
+COMMENT ON COLUMN families.architecture IS 'Architecture key: hash of tensor names and row shapes shared by all members (PEFT adapters aside: they hold their base''s changes, not its tensors).';
+COMMENT ON COLUMN families.n_models IS 'Number of member models, PEFT adapters attached to a member included.';
 COMMENT ON COLUMN families.root_model_id IS 'Model inferred to be the family root (the original, untuned model).';
-COMMENT ON COLUMN families.confidence IS 'Lowest member family_confidence in [0, 1]: how sure the least certain membership is.';
-COMMENT ON COLUMN families.root_confidence IS 'Confidence in [0, 1] that root_model_id is the true root; NULL if unknown.';
+COMMENT ON COLUMN families.confidence IS 'Lowest member family_confidence in [0, 1]: how sure the least certain membership is (an adapter''s membership is its edge''s confidence, not counted here).';
+COMMENT ON COLUMN families.root_confidence IS 'Confidence in [0, 1] that root_model_id is the true root; NULL if unknown; 0 for a PEFT adapter left unattached (alone in its family: its base is not known, but it is no root).';
 
 CREATE TABLE edges (
     parent_id VARCHAR NOT NULL,
@@ -159,10 +159,10 @@ COMMENT ON COLUMN edges.child_id IS 'The derived model (models.model_id).';
 COMMENT ON COLUMN edges.relation IS 'How the child was derived: {Relation.text}.';
 COMMENT ON COLUMN edges.direction IS '''inferred'' (the weights tell which end is the parent) or ''uncertain'' (the two are kin and adjacent, but the weights cannot tell which is the parent: parent_id and child_id may be swapped; confidence at most 0.6).';
 COMMENT ON COLUMN edges.confidence IS 'Confidence in [0, 1] that this edge is right, and its orientation too when direction is ''inferred''.';
-COMMENT ON COLUMN edges.distance IS 'Weight distance between parent and child fingerprints (0 for exact copies).';
+COMMENT ON COLUMN edges.distance IS 'Weight distance between parent and child fingerprints (0 for exact copies); for a PEFT adapter''s edge, the size of its update (scale * B @ A) relative to the parent''s sampled weights it changes.';
 COMMENT ON COLUMN edges.method IS 'Algorithm and version that inferred the edge (heritage.lineage.METHOD, e.g. heritage-lineage/11); an index written by another version is planned again in full.';
 COMMENT ON COLUMN edges.weight IS 'For merges: share of this parent in the child''s weighted average; NULL otherwise.';
-COMMENT ON COLUMN edges.verified IS 'For quantized copies: true when rounding the parent''s sampled weights as the child stores them (F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) reproduces the child exactly, a proof rather than an estimate (confidence 1.0); false when some block of the child lies further from the parent than one rounding step (an unfaithful copy: weights changed during quantization); NULL when neither could be shown or the edge is not a copy.';
+COMMENT ON COLUMN edges.verified IS 'For quantized copies: true when rounding the parent''s sampled weights as the child stores them (F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) reproduces the child exactly, a proof rather than an estimate (confidence 1.0); false when some block of the child lies further from the parent than one rounding step (an unfaithful copy: weights changed during quantization); NULL when neither could be shown or the edge is not a copy. For a PEFT adapter''s edge: true when a merged copy in the index equals the parent plus the adapter''s update on every sampled weight (confidence 1.0), NULL otherwise.';
 
 CREATE TABLE runs (
     run_id VARCHAR PRIMARY KEY,
@@ -265,9 +265,15 @@ COMMENT ON MACRO TABLE descendants IS 'descendants(model): every edge below a mo
 -- base names an indexed model by model_id, name or location (case-insensitive, never the
 -- model itself). The status is decided in this order: 'agrees' (a declared base is an
 -- inferred parent), 'unknown_base' (no declared base is in the index), 'unverified' (this
--- model or every indexed declared base has no fingerprint, so the weights cannot tell),
--- 'disagrees' (the weights give another parent, or none); 'proposed' when nothing is
--- declared but a parent was inferred. heritage/publish/data.py:agreement mirrors this.
+-- model or every indexed declared base has no fingerprint, so the weights cannot tell);
+-- then, for a PEFT LoRA adapter (format 'peft-lora'), 'compatible' (a fingerprinted
+-- declared base has the shapes it needs, though another base or none was inferred) or
+-- 'incompatible' (none has); for any other model 'disagrees' (the weights give another
+-- parent, or none); 'proposed' when nothing is declared but a parent was inferred.
+-- An adapter needs, for each lora pair (heritage.formats.peft), the base weight
+-- <module>.weight at [out, in] ([in, out] with fan_in_fan_out), and any tensor it saves
+-- whole at that tensor's shape where the base has it (a head it adds, the base may lack).
+-- heritage/publish/data.py:agreement mirrors this.
 CREATE VIEW declared_vs_inferred AS
     WITH
         parents AS (
@@ -301,6 +307,48 @@ CREATE VIEW declared_vs_inferred AS
                 OR lower(d.base) = lower(b.location))
             GROUP BY d.model_id
         ),
+        lora_parts AS (
+            SELECT t.model_id, t.shape,
+                regexp_extract(t.name, '^(?:base_model\.model\.)?(.+)\.lora_([AB])(?:\.[^.]+)?\.weight$', 1) AS module,
+                regexp_extract(t.name, '^(?:base_model\.model\.)?(.+)\.lora_([AB])(?:\.[^.]+)?\.weight$', 2) AS part
+            FROM tensors t JOIN models a ON a.model_id = t.model_id AND a.format = 'peft-lora'
+            WHERE regexp_matches(t.name, '^(?:base_model\.model\.)?(.+)\.lora_([AB])(?:\.[^.]+)?\.weight$')
+        ),
+        adapter_needs AS (
+            SELECT la.model_id, la.module || '.weight' AS name, true AS required,
+                CASE WHEN len(la.shape) = 2 AND coalesce(TRY_CAST(
+                        json_extract_string(a.config, '$.fan_in_fan_out') AS BOOLEAN), false)
+                    THEN [la.shape[2], lb.shape[1]]
+                    ELSE list_concat([lb.shape[1]], la.shape[2:])
+                END AS shape
+            FROM lora_parts la
+            JOIN lora_parts lb ON lb.model_id = la.model_id AND lb.module = la.module
+                AND la.part = 'A' AND lb.part = 'B'
+            JOIN models a ON a.model_id = la.model_id
+            UNION ALL
+            SELECT t.model_id, regexp_replace(t.name, '^base_model\.model\.', '') AS name,
+                false AS required, t.shape
+            FROM tensors t JOIN models a ON a.model_id = t.model_id AND a.format = 'peft-lora'
+            WHERE NOT regexp_matches(regexp_replace(t.name, '^base_model\.model\.', ''),
+                '^.+?\.lora_[A-Za-z_]+(\.|$)')
+        ),
+        adapter_fits AS (
+            SELECT pairs.model_id, bool_or(pairs.fits) AS fits
+            FROM (
+                SELECT n.model_id, b.model_id AS base_id,
+                    bool_and(CASE WHEN n.required THEN t.shape IS NOT DISTINCT FROM n.shape
+                        ELSE t.shape IS NULL OR t.shape = n.shape END) AS fits
+                FROM (SELECT DISTINCT model_id, base FROM declared) d
+                JOIN models b ON b.model_id <> d.model_id AND b.status = 'ok' AND (
+                    lower(d.base) = lower(b.model_id)
+                    OR lower(d.base) = lower(b.name)
+                    OR lower(d.base) = lower(b.location))
+                JOIN adapter_needs n ON n.model_id = d.model_id
+                LEFT JOIN tensors t ON t.model_id = b.model_id AND t.name = n.name
+                GROUP BY n.model_id, b.model_id
+            ) pairs
+            GROUP BY pairs.model_id
+        ),
         matched AS (
             SELECT d.model_id, list(DISTINCT d.base ORDER BY d.base) AS matched_bases
             FROM declared d
@@ -326,12 +374,15 @@ CREATE VIEW declared_vs_inferred AS
                     WHEN k.model_id IS NULL THEN 'unknown_base'
                     WHEN m.status IS DISTINCT FROM 'ok' OR NOT k.base_fingerprinted
                         THEN 'unverified'
+                    WHEN m.format = 'peft-lora' AND coalesce(f.fits, false) THEN 'compatible'
+                    WHEN m.format = 'peft-lora' THEN 'incompatible'
                     ELSE 'disagrees'
                 END AS status
             FROM models m
             LEFT JOIN parents p ON p.model_id = m.model_id
             LEFT JOIN known k ON k.model_id = m.model_id
             LEFT JOIN matched x ON x.model_id = m.model_id
+            LEFT JOIN adapter_fits f ON f.model_id = m.model_id
             WHERE len(coalesce(m.declared_base_models, []::VARCHAR[])) > 0
                 OR p.model_id IS NOT NULL
         )
@@ -354,7 +405,7 @@ COMMENT ON COLUMN declared_vs_inferred.inferred_parent_ids IS 'model_ids of the 
 COMMENT ON COLUMN declared_vs_inferred.relations IS 'Relation of each inferred parent edge, in the same order.';
 COMMENT ON COLUMN declared_vs_inferred.directions IS 'Direction of each inferred parent edge (edges.direction), in the same order: ''uncertain'' when the weights could not tell which end is the parent.';
 COMMENT ON COLUMN declared_vs_inferred.matched_bases IS 'Declared bases that name an inferred parent by id, name or location (case-insensitive).';
-COMMENT ON COLUMN declared_vs_inferred.status IS '''agrees'' (a declared base is an inferred parent), ''disagrees'' (the weights give another parent or none), ''unknown_base'' (no declared base is indexed), ''unverified'' (the model or its indexed bases have no fingerprint) or ''proposed'' (no declared base; see proposed_base).';
+COMMENT ON COLUMN declared_vs_inferred.status IS '''agrees'' (a declared base is an inferred parent), ''disagrees'' (the weights give another parent or none), ''unknown_base'' (no declared base is indexed), ''unverified'' (the model or its indexed bases have no fingerprint), for a PEFT LoRA adapter ''compatible'' (a declared base has the shapes it needs, though another base or none was inferred) or ''incompatible'' (no declared base has them; they stand for disagrees), or ''proposed'' (no declared base; see proposed_base).';
 COMMENT ON COLUMN declared_vs_inferred.proposed_base IS 'Name of the most confident inferred parent, the base the weights propose; NULL when status is agrees or no parent was inferred.';
 COMMENT ON COLUMN declared_vs_inferred.proposed_base_id IS 'model_id of proposed_base.';
 COMMENT ON COLUMN declared_vs_inferred.proposed_relation IS 'Relation of the proposed base''s edge: {Relation.text}.';

@@ -34,11 +34,13 @@ from heritage.index.frames import (
 )
 
 # Bump on any change to schema.sql; readers refuse files from a newer schema.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # Version 2 changed only the declared_vs_inferred view; version 3 added edges.direction
-# (and CHECKs on edges.relation and edges.direction); version 4 added edges.verified. Older files are read as if they had
-# the added columns (see ADDED_COLUMNS); the next write stores them under the current
-# schema, views and all.
+# (and CHECKs on edges.relation and edges.direction); version 4 added edges.verified;
+# version 5 changed only the declared_vs_inferred view (PEFT adapters' compatible and
+# incompatible verdicts) and comments. Older files are read as if they had the added
+# columns (see ADDED_COLUMNS); the next write stores them under the current schema,
+# views and all.
 OLDEST_READABLE_VERSION = 1
 # Columns added by each schema version: table -> column -> SQL value the rows of an older
 # file take. Every edge written before version 3 was oriented by the weights.

@@ -8,12 +8,18 @@ changed or removed, or a new model kin to a member: heritage.lineage.incremental
 other family keeps its rows exactly. A family is planned on its own members only, so this
 gives what planning every model again gives. Last come the edge diff against the
 previous index, the ``runs`` row and the index meta.
+
+PEFT LoRA adapters (format ``peft-lora``) take no part in families: each is attached to
+its base (heritage.lineage.peft) and joins its family, or stays unattached in a family
+of its own. An adapter is placed again only when it, its config, or a model its shapes
+fit was added, changed or removed; the others keep their edge, and follow their base
+into whatever family it is in now.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -21,7 +27,9 @@ from typing import Any, Protocol
 import networkx as nx
 import polars as pl
 
+from heritage.errors import BadCheckpoint
 from heritage.fingerprint import Fingerprint
+from heritage.formats import peft
 from heritage.index.frames import (
     ORDER_BY,
     IndexData,
@@ -46,7 +54,10 @@ from heritage.lineage import (
     family_lineage,
     merge_families,
 )
+from heritage.lineage.engine import adapter_graph
+from heritage.lineage.evidence import architecture_key_of
 from heritage.lineage.incremental import ModelPool, StoredModel, plan_update
+from heritage.lineage.peft import AdapterInput, Basis, Placement, attach_adapters
 from heritage.lineage.types import Direction, Relation
 
 __all__ = [
@@ -54,6 +65,7 @@ __all__ = [
     "LineageProgress",
     "LineageWork",
     "add_lineage",
+    "adapter_work",
     "copy_rows",
     "draft_lineage_work",
     "family_graph",
@@ -151,6 +163,121 @@ class LineageWork:
     replanned: int  # models in the jobs
     # large families whose new members were attached as leaves (heritage.lineage.attach)
     attached: list[nx.DiGraph] = field(default_factory=list)
+    # every PEFT adapter's base (heritage.lineage.peft), placed again or kept
+    adapters: list[Placement] = field(default_factory=list)
+
+    def adapter_counts(self) -> dict[str, int]:
+        """Adapters attached, verified, placed again and left unattached, for the logs."""
+        return {
+            "attached": sum(p.attached for p in self.adapters),
+            "verified": sum(p.verified for p in self.adapters),
+            "placed": sum(p.basis != Basis.KEPT for p in self.adapters),
+            "unattached": sum(not p.attached for p in self.adapters),
+        }
+
+
+def _adapters(frame: pl.DataFrame) -> pl.Expr:
+    """Rows of PEFT LoRA adapters (they take no part in families)."""
+    return (pl.col("format") == peft.FORMAT).fill_null(False)
+
+
+def _shapes(
+    tensors: pl.DataFrame, ids: Collection[str], names: Collection[str] | None = None
+) -> dict[str, dict[str, tuple[int, ...]]]:
+    """model -> tensor name -> shape, from a tensors table (``names`` only, if given)."""
+    frame = tensors.filter(pl.col("model_id").is_in(list(ids)))
+    if names is not None:
+        frame = frame.filter(pl.col("name").is_in(list(names)))
+    out: dict[str, dict[str, tuple[int, ...]]] = {}
+    for mid, name, shape in frame.select("model_id", "name", "shape").iter_rows():
+        out.setdefault(mid, {})[name] = tuple(shape or ())
+    return out
+
+
+def adapter_work(
+    models: pl.DataFrame,
+    tensors: pl.DataFrame,
+    pool: ModelPool,
+    load: Callable[[Sequence[str]], Mapping[str, Fingerprint]],
+    previous: IndexData,
+    changed: Collection[str],
+    everything: bool = False,
+) -> list[Placement]:
+    """Each ok adapter's placement: placed again (heritage.lineage.peft) when
+    ``everything``, or when it is new, changed or has a new config, or when a model its
+    shapes fit (``pool``, the full models; shapes from ``tensors``) was added, changed
+    or removed; else kept as the previous index has it (its edge, or none). Only the
+    fingerprints of the adapters placed again (``load``) and of their candidates are
+    loaded."""
+    ok = models.filter(_adapters(models) & (pl.col("status") == "ok"))
+    ids = sorted(ok["model_id"].to_list())
+    if not ids:
+        return []
+    configs = dict(zip(ok["model_id"], ok["config"], strict=True))
+    own = _shapes(tensors, ids)
+    layouts: dict[str, peft.LoraLayout] = {}
+    for a in ids:
+        with contextlib.suppress(BadCheckpoint):  # not a LoRA after all: no base fits it
+            layouts[a] = peft.layout_of(configs[a], own.get(a, {}).items(), a)
+    names = {n for lay in layouts.values() for n in (*lay.base_shapes(), *lay.saved_shapes())}
+    full = pool.ids
+    shapes = _shapes(tensors, full, names)
+    fit = {a: [m for m in full if lay.fits(shapes.get(m, {}))] for a, lay in layouts.items()}
+
+    before = previous.models
+    prev_ok = set(before.filter(pl.col("status") == "ok")["model_id"].to_list())
+    was = before.filter(_adapters(before) & (pl.col("status") == "ok"))
+    prev_config = dict(zip(was["model_id"], was["config"], strict=True))
+    fresh = set(changed) | (set(full) - prev_ok)
+    gone = sorted(prev_ok - set(full) - set(prev_config))
+    gone_shapes = _shapes(previous.tensors, gone, names)
+
+    def replace(a: str) -> bool:
+        if everything or a in fresh or a not in prev_config or configs[a] != prev_config[a]:
+            return True
+        lay = layouts.get(a)
+        if lay is None:
+            return False
+        return any(m in fresh for m in fit[a]) or any(
+            lay.fits(gone_shapes[m]) for m in gone if m in gone_shapes
+        )
+
+    again = [a for a in ids if replace(a)]
+    placements: list[Placement] = []
+    prints = load([a for a in again if a in layouts]) if again else {}
+    inputs = [AdapterInput(a, fp, layouts[a]) for a, fp in sorted(prints.items())]
+    if inputs:
+        wanted = sorted({m for i in inputs for m in fit[i.id]})
+        placements += attach_adapters(inputs, [(m.id, m.fingerprint) for m in pool.get(wanted)])
+    for a in again:
+        if a not in layouts:
+            architecture = architecture_key_of(own.get(a, {}).items())
+            placements.append(Placement(a, None, Basis.NO_FIT, 0.0, architecture))
+    kept = [a for a in ids if a not in again]
+    edges = previous.edges.filter(pl.col("child_id").is_in(kept))
+    parent = {r["child_id"]: r for r in edges.iter_rows(named=True)}
+    for a in kept:
+        lay, row = layouts.get(a), parent.get(a)
+        common = {
+            "adapter": a,
+            "basis": Basis.KEPT,
+            "architecture": architecture_key_of(own.get(a, {}).items()),
+            "candidates": len(fit.get(a, [])),
+            "rank": max((m.rank for m in lay.modules), default=0) if lay else 0,
+        }
+        if row is None:
+            placements.append(Placement(base=None, confidence=0.0, **common))
+        else:
+            placements.append(
+                Placement(
+                    base=row["parent_id"],
+                    confidence=row["confidence"],
+                    distance=row["distance"],
+                    verified=bool(row["verified"]),
+                    **common,
+                )
+            )
+    return sorted(placements, key=lambda p: p.adapter)
 
 
 def lineage_work(
@@ -167,18 +294,33 @@ def lineage_work(
     previous index has no lineage or was made by another engine. Fingerprints in
     ``stored`` are read from their file only for the families planned again (and,
     a chunk at a time, for the kin search)."""
-    placed = previous.models.filter(pl.col("family_id").is_not_null())
+    placed = previous.models.filter(pl.col("family_id").is_not_null() & ~_adapters(previous.models))
     family = dict(zip(placed["model_id"], placed["family_id"], strict=True))
     methods = set(previous.edges["method"].drop_nulls().to_list())
+    core = models.filter(~_adapters(models))
     with contextlib.ExitStack() as stack:
         reader = None if stored is None else stack.enter_context(PrintReader(stored))
-        pool = model_pool(models, fps, tensors, reader)
-        if everything or not family or (methods and methods != {METHOD}):
-            return LineageWork(family_jobs(pool.get(pool.ids)), {}, len(pool.ids))
+        pool = model_pool(core, fps, tensors, reader)
+        whole = everything or not family or bool(methods and methods != {METHOD})
+
+        def load(ids: Sequence[str]) -> dict[str, Fingerprint]:
+            here = fps.filter(pl.col("model_id").is_in(list(ids)))
+            prints = fingerprints_from_frame(here, tensors.filter(pl.col("model_id").is_in(ids)))
+            rest = [i for i in ids if i not in prints]
+            if rest and reader is not None:
+                prints.update(reader.fingerprints(rest))
+            return prints
+
+        adapters = adapter_work(models, tensors, pool, load, previous, changed, whole)
+        if whole:
+            jobs = family_jobs(pool.get(pool.ids))
+            return LineageWork(jobs, {}, len(pool.ids), adapters=adapters)
         plan = plan_update(family, lambda f: family_graph(previous, f), pool, changed)
         kept = set(pool.ids) - plan.touched.models
         jobs = family_jobs(pool.get(sorted(plan.replan)))
-    return LineageWork(jobs, {m: family[m] for m in kept}, len(plan.replan), plan.attached)
+    return LineageWork(
+        jobs, {m: family[m] for m in kept}, len(plan.replan), plan.attached, adapters
+    )
 
 
 def family_graph(previous: IndexData, family_id: str) -> nx.DiGraph:
@@ -186,7 +328,9 @@ def family_graph(previous: IndexData, family_id: str) -> nx.DiGraph:
     (each with the family's confidence, the least of its members'), its root's
     confidence, and the edges into its members."""
     row = previous.families.filter(pl.col("family_id") == family_id).row(0, named=True)
-    members = previous.models.filter(pl.col("family_id") == family_id)["model_id"].to_list()
+    members = previous.models.filter(
+        (pl.col("family_id") == family_id) & ~_adapters(previous.models)
+    )["model_id"].to_list()
     graph = nx.DiGraph(method=METHOD)
     for m in members:
         graph.add_node(
@@ -213,24 +357,44 @@ def relate_work(
     models: pl.DataFrame, previous: IndexData, work: LineageWork, graphs: Iterable[nx.DiGraph]
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Models (with family_id), edges and families: the planned families' graphs (in job
-    order) beside the kept families' rows, copied as they were."""
+    order) beside the kept families' rows, copied as they were, and the adapters placed
+    on their bases (each family's n_models counts its adapters)."""
     graph = merge_families([*graphs, *work.attached])
     kept = list(work.kept_family)
     families = {**work.kept_family, **family_ids(graph)}
+    placed = adapter_graph(work.adapters, families)
+    families.update(family_ids(placed))
     models = models.with_columns(
         pl.col("model_id")
         .replace_strict(families, default=None, return_dtype=pl.String)
         .alias("family_id")
     )
     edges, fam = edges_frame(graph), families_frame(graph)
+    # adapters left unattached: a family of their own each (bases carry no attributes here)
+    alone = placed.subgraph(
+        [n for n, d in placed.nodes(data=True) if "adapter_basis" in d and not placed.in_degree(n)]
+    )
     old_edges = previous.edges.filter(
         pl.col("child_id").is_in(kept) & pl.col("parent_id").is_in(kept)
     )
     old_fams = previous.families.filter(
         pl.col("family_id").is_in(sorted(set(work.kept_family.values())))
     )
-    edges = pl.concat([old_edges.select(edges.columns).cast(edges.schema), edges])
-    fam = pl.concat([old_fams.select(fam.columns).cast(fam.schema), fam])
+    edges = pl.concat(
+        [old_edges.select(edges.columns).cast(edges.schema), edges, edges_frame(placed)]
+    )
+    fam = pl.concat([old_fams.select(fam.columns).cast(fam.schema), fam, families_frame(alone)])
+    sizes = (
+        models.filter(pl.col("family_id").is_not_null())
+        .group_by("family_id")
+        .agg(pl.len().alias("n_models"))
+    )
+    fam = (
+        fam.drop("n_models")
+        .join(sizes, on="family_id", how="left")
+        .select(fam.columns)
+        .cast(fam.schema)
+    )
     return models, edges, fam
 
 

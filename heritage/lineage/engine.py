@@ -15,7 +15,11 @@ one module each:
    parent's side) and the pair model's support, and an edge the weights cannot orient
    is marked ``uncertain``;
 7. ``adapters``: a tree edge whose change is low-rank, or that leaves some weight
-   matrices untouched, is an adapter, not a fine-tune.
+   matrices untouched, is an adapter, not a fine-tune;
+8. ``peft``: a PEFT LoRA adapter (a model given with its ``adapter`` layout) holds no
+   full weights, so it takes no part in the steps above: it is attached to the base
+   whose shapes it fits, verified by a merged copy when one is indexed, and joins that
+   base's family (or stays in a family of its own, unattached, saying why).
 
 Names never decide: models are processed in the order of their content (a hash of the
 sampled weights), and ties fall to content order too.
@@ -24,13 +28,14 @@ sampled weights), and ties fall to content order too.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import networkx as nx
 import numpy as np
 
 from heritage.fingerprint import Fingerprint
+from heritage.formats.peft import LoraLayout
 from heritage.lineage.adapters import step_rank
 from heritage.lineage.copies import find_copies
 from heritage.lineage.direction import (
@@ -49,7 +54,7 @@ from heritage.lineage.evidence import (
     evidence_layout,
     evidence_vectors,
 )
-from heritage.lineage.kinship import Family, find_families
+from heritage.lineage.kinship import Family, family_id, find_families
 from heritage.lineage.merges import FAR_PARENT_MAX, TensorGram, find_merges, find_sparse_merges
 from heritage.lineage.neighbours import (
     PairDistances,
@@ -58,6 +63,7 @@ from heritage.lineage.neighbours import (
     pair_distances,
     sketch,
 )
+from heritage.lineage.peft import AdapterInput, Placement, attach_adapters
 from heritage.lineage.precision import precision_bits
 from heritage.lineage.tree import TreeEdge, spanning_tree
 from heritage.lineage.types import Direction, Relation
@@ -68,10 +74,12 @@ __all__ = [
     "FamilyPlan",
     "LineageSettings",
     "ModelInput",
+    "adapter_graph",
     "content_key",
     "family_jobs",
     "family_lineage",
     "merge_families",
+    "place_adapters",
     "plan_family",
     "plan_lineage",
     "recover_lineage",
@@ -102,6 +110,7 @@ class ModelInput:
     id: str
     fingerprint: Fingerprint
     created_at: float | None = None  # seconds since the epoch, if the source knows it
+    adapter: LoraLayout | None = None  # a PEFT LoRA adapter's layout (heritage.formats.peft)
 
 
 def content_key(fp: Fingerprint) -> str:
@@ -434,6 +443,75 @@ def merge_families(graphs: Iterable[nx.DiGraph]) -> nx.DiGraph:
     return out
 
 
+def adapter_graph(
+    placements: Iterable[Placement],
+    family_of: Mapping[str, str],
+    architecture_of: Mapping[str, str] | None = None,
+    bits: Mapping[str, int] | None = None,
+) -> nx.DiGraph:
+    """Adapter nodes and edges: an attached adapter joins its base's family
+    (``family_of[base]``, with the base's architecture when ``architecture_of`` names
+    it) under a ``adapter`` edge; an unattached one (or one whose base has no family) is
+    a family of its own whose root it is not (root confidence 0). Nodes carry
+    ``adapter_basis`` (heritage.lineage.peft.Basis) and ``adapter_candidates``; edges
+    ``verified`` when a merged copy proves them, ``rank``, ``basis`` and ``merged``."""
+    graph = nx.DiGraph(method=METHOD)
+    architecture_of = architecture_of or {}
+    for p in placements:
+        node: dict[str, object] = {
+            "adapter_basis": str(p.basis),
+            "adapter_candidates": p.candidates,
+        }
+        if bits is not None and p.adapter in bits:
+            node["precision_bits"] = bits[p.adapter]
+        if p.base is not None and p.base in family_of:
+            node["family"] = family_of[p.base]
+            node["architecture"] = architecture_of.get(p.base, p.architecture)
+            graph.add_node(p.adapter, **node)
+            attrs: dict[str, object] = {
+                "relation": Relation.ADAPTER,
+                "confidence": p.confidence,
+                "distance": p.distance,
+                "direction": Direction.INFERRED,
+                "method": METHOD,
+                "rank": p.rank,
+                "basis": str(p.basis),
+            }
+            if p.verified:
+                attrs["verified"] = True
+                attrs["merged"] = list(p.merged)
+            graph.add_edge(p.base, p.adapter, **attrs)
+        else:
+            graph.add_node(
+                p.adapter,
+                **node,
+                family=family_id([p.adapter]),
+                architecture=p.architecture,
+                family_confidence=1.0,
+                root_confidence=0.0,
+            )
+    return graph
+
+
+def place_adapters(
+    graph: nx.DiGraph, adapters: Sequence[ModelInput], models: Sequence[ModelInput]
+) -> list[Placement]:
+    """Attach ``adapters`` to their bases among ``models`` (heritage.lineage.peft) and
+    add their nodes and edges to ``graph``, the lineage graph of ``models``."""
+    inputs = [AdapterInput(a.id, a.fingerprint, a.adapter) for a in adapters if a.adapter]
+    placements = attach_adapters(inputs, [(m.id, m.fingerprint) for m in models])
+    nodes = graph.nodes
+    family_of = {str(n): d["family"] for n, d in nodes(data=True) if d.get("family")}
+    architecture_of = {
+        str(n): d["architecture"] for n, d in nodes(data=True) if "architecture" in d
+    }
+    bits = {a.id: precision_bits(a.fingerprint) for a in adapters}
+    extra = adapter_graph(placements, family_of, architecture_of, bits)
+    graph.add_nodes_from(extra.nodes(data=True))
+    graph.add_edges_from(extra.edges(data=True))
+    return placements
+
+
 def recover_lineage(
     models: Sequence[ModelInput],
     settings: LineageSettings | None = None,
@@ -448,14 +526,26 @@ def recover_lineage(
     ``uncertain``), ``distance``, ``method``, ``weight`` on merges and ``rank`` on
     adapters. The result does not depend on the ids or the order of the inputs.
 
+    Models given with an ``adapter`` layout (PEFT LoRA adapters) are attached to their
+    base afterwards (``place_adapters``): they join its family under an ``adapter``
+    edge, or stay unattached in a family of their own.
+
     ``map_families`` runs ``family_lineage`` over the jobs (for example as tasks on a
     cluster) and returns their graphs in job order; by default they run here, one by one.
     """
     settings = settings or LineageSettings()
     scorer = scorer or load_scorer()
-    jobs = family_jobs(models, settings)
+    ids = [m.id for m in models]
+    if len(set(ids)) != len(ids):
+        raise ValueError("model ids must be unique")
+    full = [m for m in models if m.adapter is None]
+    adapters = [m for m in models if m.adapter is not None]
+    jobs = family_jobs(full, settings)
     if map_families is None:
         graphs: Iterable[nx.DiGraph] = (family_lineage(j, settings, scorer) for j in jobs)
     else:
         graphs = map_families(jobs)
-    return merge_families(graphs)
+    graph = merge_families(graphs)
+    if adapters:
+        place_adapters(graph, adapters, full)
+    return graph

@@ -36,7 +36,13 @@ import numpy as np
 from heritage.fingerprint import Fingerprint
 from heritage.lineage.attach import ATTACH_CANDIDATES, ATTACH_MIN, attach_leaves
 from heritage.lineage.direction import Scorer
-from heritage.lineage.engine import LineageSettings, ModelInput, content_key, recover_lineage
+from heritage.lineage.engine import (
+    LineageSettings,
+    ModelInput,
+    content_key,
+    place_adapters,
+    recover_lineage,
+)
 from heritage.lineage.evidence import architecture_key
 
 __all__ = [
@@ -374,9 +380,14 @@ def update_lineage(
     """The lineage graph after a change, planning only the families it touches.
 
     ``previous`` is the graph ``recover_lineage`` (or this function) returned for the
-    previous set of models; ``models`` is the whole current set.
+    previous set of models; ``models`` is the whole current set. PEFT adapters (models
+    with an ``adapter`` layout) are attached again, every one: they never touch a family.
     """
     settings = settings or LineageSettings()
+    adapters = [m for m in models if m.adapter is not None]
+    models = [m for m in models if m.adapter is None]
+    was_adapter = {n for n, d in previous.nodes(data=True) if "adapter_basis" in d}
+    previous = previous.subgraph([n for n in previous.nodes if n not in was_adapter])
     family = {str(n): d["family"] for n, d in previous.nodes(data=True) if d.get("family")}
 
     def family_graph(f: str) -> nx.DiGraph:
@@ -391,4 +402,7 @@ def update_lineage(
     for g in [*plan.attached, fresh]:
         graph.add_nodes_from(g.nodes(data=True))
         graph.add_edges_from(g.edges(data=True))
-    return LineageUpdate(graph, plan.touched, plan.replan)
+    if adapters:
+        place_adapters(graph, adapters, models)
+    planned = plan.replan | {a.id for a in adapters}
+    return LineageUpdate(graph, plan.touched, frozenset(planned))

@@ -55,6 +55,10 @@ AGREEMENT_TEXT = {  # one sentence per declared_vs_inferred status
     "unknown_base": "The declared base model is not in this index, so the weights cannot check it.",
     "unverified": "The declared base model is indexed, but it or this model has no "
     "fingerprint, so the weights cannot check it.",
+    "compatible": "This adapter fits the declared base model's shapes, but the weights "
+    "attach it to another base, or cannot tell which of several it fits.",
+    "incompatible": "This adapter cannot be applied to the declared base model: its "
+    "shapes do not fit.",
     "proposed": "No base model is declared; the weights propose one.",
 }
 PARAM_STEPS = [10**k for k in range(3, 13)]  # filter choices: 1K ... 1T

@@ -202,6 +202,8 @@ def site_charts(site: Site) -> list[Chart]:
         "disagrees": "disagrees",
         "unknown_base": "declared base not indexed",
         "unverified": "not fingerprinted",
+        "compatible": "adapter fits the declared base",
+        "incompatible": "adapter does not fit the declared base",
         "proposed": "nothing declared, base proposed",
     }
     counts = site.agreement_counts()

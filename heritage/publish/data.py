@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from heritage.errors import BadCheckpoint
+from heritage.formats import peft
 from heritage.index import connect_readonly
 from heritage.lineage.types import Direction
 from heritage.publish.slugs import slug
@@ -91,7 +93,8 @@ class Model:
     family: Family | None = None
     parents: list[Edge] = field(default_factory=list)
     children: list[Edge] = field(default_factory=list)
-    # agrees, disagrees, unknown_base, unverified or proposed (see the declared_vs_inferred view)
+    # agrees, disagrees, unknown_base, unverified, compatible, incompatible or proposed
+    # (see the declared_vs_inferred view)
     agreement: str | None = None
     matched: list[str] = field(default_factory=list)
     declared_ids: list[str] = field(default_factory=list)  # published models the bases name
@@ -214,12 +217,18 @@ def architecture_of(config: Any, family_arch: str | None) -> str:
     return "unknown"
 
 
-def agreement(model: Model, known: dict[str, list[Model]]) -> tuple[str | None, list[str]]:
+def agreement(
+    model: Model,
+    known: dict[str, list[Model]],
+    tensors: dict[str, list[tuple]] | None = None,
+) -> tuple[str | None, list[str]]:
     """(status, matched bases): the declared_vs_inferred view's verdict over published models.
 
     ``known`` maps the lower-cased id, name and location of every published model to the
     models so named. Hidden models are not in it, so a base that is private reads as
-    ``unknown_base`` rather than leaking that it exists.
+    ``unknown_base`` rather than leaking that it exists. ``tensors`` (model id -> rows
+    of TENSOR_COLUMNS) lets a PEFT adapter's declared base be judged ``compatible`` or
+    ``incompatible`` by shapes, as the view does.
     """
     if not model.declared and not model.parents:
         return None, []
@@ -236,7 +245,24 @@ def agreement(model: Model, known: dict[str, list[Model]]) -> tuple[str | None, 
         return "unknown_base", []
     if model.status != "ok" or all(b.status != "ok" for b in bases):
         return "unverified", []
+    if model.format == peft.FORMAT:
+        fits = adapter_fits(model, [b for b in bases if b.status == "ok"], tensors or {})
+        return ("compatible" if fits else "incompatible"), []
     return "disagrees", []
+
+
+def adapter_fits(model: Model, bases: list[Model], tensors: dict[str, list[tuple]]) -> bool:
+    """Whether any of ``bases`` has the shapes the PEFT LoRA adapter ``model`` needs
+    (heritage.formats.peft.LoraLayout.fits, as the view's adapter_fits)."""
+
+    def shapes(m: Model) -> list[tuple[str, tuple[int, ...]]]:
+        return [(r[0], tuple(r[2] or ())) for r in tensors.get(m.id, [])]
+
+    try:
+        layout = peft.layout_of(model.config, shapes(model), model.id)
+    except BadCheckpoint:
+        return False
+    return any(layout.fits(dict(shapes(b))) for b in bases)
 
 
 def _known(models: list[Model]) -> dict[str, list[Model]]:
@@ -350,11 +376,15 @@ def build_site(
     def by_confidence(e: Edge) -> tuple:
         return (-(e.confidence if e.confidence is not None else -1.0), e.parent.name, e.parent.id)
 
+    tensors: dict[str, list[tuple]] = {}
+    for row in tensor_rows:
+        if row[0] in by_id:
+            tensors.setdefault(row[0], []).append(row[1:])
     known = _known(models)
     for m in models:
         m.parents.sort(key=by_confidence)
         m.children.sort(key=lambda e: (e.child.name.lower(), e.child.id))
-        m.agreement, m.matched = agreement(m, known)
+        m.agreement, m.matched = agreement(m, known, tensors)
         m.declared_ids = sorted(
             {b.id for d in m.declared for b in known.get(d.lower(), []) if b is not m}
         )
@@ -381,11 +411,6 @@ def build_site(
             sources = [m for m in fam.members if not m.parents] or fam.members
             fam.root = min(sources, key=lambda m: (m.name.lower(), m.id))
         fam.edges = [e for m in fam.members for e in m.parents if e.parent.family is fam]
-
-    tensors: dict[str, list[tuple]] = {}
-    for row in tensor_rows:
-        if row[0] in by_id:
-            tensors.setdefault(row[0], []).append(row[1:])
 
     return Site(
         models=models,

@@ -5,8 +5,9 @@ What counts as one model:
 * a **model folder** — a folder in Hugging Face layout: it holds a weights index
   (``model.safetensors.index.json``, ``pytorch_model.bin.index.json``), weights under
   Hugging Face names (``model.safetensors``, ``model-00001-of-00002.safetensors``,
-  ``pytorch_model.bin``, ...), or ``config.json`` / a model card next to exactly one weight
-  file. Its sub-folders are not searched. A folder with ``config.json`` but no weights is a
+  ``pytorch_model.bin``, ...), a PEFT adapter (``adapter_config.json`` beside
+  ``adapter_model.safetensors`` or ``adapter_model.bin``), or ``config.json`` / a model
+  card next to exactly one weight file. Its sub-folders are not searched. A folder with ``config.json`` but no weights is a
   model (that will fail to read) only when nothing below it is a model;
 * a **loose file** — any other ``.safetensors``, ``.pt``, ``.pth``, ``.bin`` or ``.ckpt``;
 * a **GGUF file** — every ``.gguf`` file is a model of its own, in a model folder too
@@ -22,7 +23,6 @@ unreadable files or folders are skipped, each with a reason.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,13 +30,13 @@ from pathlib import Path
 from heritage.errors import DiscoveryError
 from heritage.formats import WEIGHT_SUFFIXES
 from heritage.formats.gguf_reader import SPLIT_NAME
+from heritage.formats.open import HF_WEIGHT, INDEX_NAMES
+from heritage.formats.peft import is_adapter_folder
 
 GGUF_SUFFIX = ".gguf"
 
-INDEX_NAMES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 CARD_NAME = "README.md"
 CONFIG_NAME = "config.json"
-_HF_WEIGHT = re.compile(r"^(?:model|pytorch_model)(?:-\d+-of-\d+)?\.(?:safetensors|bin)$")
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,9 @@ def classify_folder(folder: Path, files: Sequence[str]) -> str:
     """
     names = set(files)
     weights = [n for n in files if is_weight_file(n) and not is_gguf(n)]
-    if names.intersection(INDEX_NAMES) or any(_HF_WEIGHT.match(n) for n in weights):
+    if names.intersection(INDEX_NAMES) or any(HF_WEIGHT.match(n) for n in weights):
+        return "model"
+    if is_adapter_folder(names):
         return "model"
     if len(weights) == 1 and (CONFIG_NAME in names or (CARD_NAME in names and _has_card(folder))):
         return "model"

@@ -266,7 +266,7 @@ def test_version_1_file_is_read_and_rewritten_as_current(tmp_path: Path, data: I
     back = read_index(path)
     assert back.models.height == data.models.height
     write_index(path, back)
-    assert read_index(path).meta["schema_version"] == str(SCHEMA_VERSION) == "4"
+    assert read_index(path).meta["schema_version"] == str(SCHEMA_VERSION) == "5"
     con = duckdb.connect(str(path))
     con.execute("UPDATE meta SET value = '0' WHERE key = 'schema_version'")
     con.close()
@@ -341,7 +341,7 @@ def test_upgrade_from_version_2_keeps_every_row(tmp_path: Path, data: IndexData)
     assert upgrade_index(path) == 2
     assert digest(backup_path(path)) == old  # the version-2 file is kept as .bak
     back = read_index(path)
-    assert back.meta["schema_version"] == str(SCHEMA_VERSION) == "4"
+    assert back.meta["schema_version"] == str(SCHEMA_VERSION) == "5"
     assert back.meta["crawl_root"] == "zoo"
     for table in TABLES:
         written, read = getattr(data, table), getattr(back, table)
@@ -361,4 +361,4 @@ def test_upgrade_from_version_2_keeps_every_row(tmp_path: Path, data: IndexData)
     assert "uncertain" in comment and lineage == [("inferred",)]
     assert path.read_bytes()[12] == STORAGE_NUMBER_V1_4  # still the pinned storage format
     current = digest(path)
-    assert upgrade_index(path) == 4 and digest(path) == current  # a current file stays put
+    assert upgrade_index(path) == 5 and digest(path) == current  # a current file stays put
