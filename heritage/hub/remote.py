@@ -210,9 +210,8 @@ def open_remote(
             config,
             extra=index_src.stats,
         )
-        by_name = {t.name: t for t in ckpt.tensors}
         for tensor, shard in weight_map.items():
-            t = by_name.get(tensor)
+            t = ckpt.stored.get(tensor)
             if t is None or t.file != shard:
                 raise BadCheckpoint(index_src.url, f"tensor {tensor!r} is not in shard {shard!r}")
     else:
