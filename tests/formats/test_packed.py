@@ -33,6 +33,7 @@ from heritage.formats.packed import (
 from heritage.formats.packed_reader import MERGE_GAP
 from heritage.formats.safetensors_reader import SafetensorsCheckpoint
 from heritage.formats.source import LocalFileSource
+from heritage.lineage.precision import precision_bits
 from heritage.summary import summarize
 from tests.formats import quantizers as Q
 
@@ -296,6 +297,7 @@ def test_fingerprint_is_close_to_the_float_original(quantized, float_model):
         assert a.is_float
         cos = _cos(a.values, b.values)
         assert cos > MIN_COSINE[bits], (case, name, cos)
+    assert precision_bits(fq) == bits
     np.testing.assert_array_equal(fq.tensors[NORM].values, ff.tensors[NORM].values)
 
 
