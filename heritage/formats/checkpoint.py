@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -190,12 +190,14 @@ class SourcedCheckpoint(Checkpoint):
         """Requests the reader asked for, retries not counted: what a request budget spends."""
         return sum(s.stats.reads for s in self._sources.values()) + self.extra.reads
 
-    def _gather(self, wanted: Mapping[str, list[tuple[str, int, int]]]) -> dict[str, list[bytes]]:
-        """The bytes of (tensor, offset, length) ranges per file, as one budgeted plan,
-        joined back per tensor in the order asked."""
+    def _gather(
+        self, wanted: Mapping[str, list[tuple[Hashable, int, int]]]
+    ) -> dict[Hashable, list[bytes]]:
+        """The bytes of (key, offset, length) ranges per file, as one budgeted plan,
+        joined back per key (a tensor name, or any label) in the order asked."""
         ranges = {file: [(off, n) for _, off, n in parts] for file, parts in wanted.items()}
         got = read_planned(self._sources, ranges, self.read_budget)
-        raw: dict[str, list[bytes]] = {}
+        raw: dict[Hashable, list[bytes]] = {}
         for file, parts in wanted.items():
             for (name, _, _), blob in zip(parts, got[file], strict=True):
                 raw.setdefault(name, []).append(blob)
@@ -206,7 +208,17 @@ class SourcedCheckpoint(Checkpoint):
     ) -> dict[str, np.ndarray]:
         """Sampled rows of tensors stored as plain values, each row one contiguous run
         that starts at byte ``row_start(name, row)`` of its file."""
-        wanted: dict[str, list[tuple[str, int, int]]] = {}
+        wanted: dict[str, list[tuple[Hashable, int, int]]] = {}
+        self._plain_ranges(plan, row_start, wanted)
+        return self._plain_values(plan, self._gather(wanted))
+
+    def _plain_ranges(
+        self,
+        plan: dict[str, RowSample],
+        row_start: Callable[[str, int], int],
+        wanted: dict[str, list[tuple[Hashable, int, int]]],
+    ) -> None:
+        """Add the (name, offset, length) ranges of ``_read_plain_rows`` to ``wanted``."""
         for name, sample in plan.items():
             t = self.info(name)
             itemsize = DTYPES[t.dtype].itemsize
@@ -215,7 +227,11 @@ class SourcedCheckpoint(Checkpoint):
                 wanted.setdefault(t.file, []).append(
                     (name, row_start(name, r) + lo * itemsize, (hi - lo) * itemsize)
                 )
-        raw = self._gather(wanted)
+
+    def _plain_values(
+        self, plan: dict[str, RowSample], raw: Mapping[Hashable, list[bytes]]
+    ) -> dict[str, np.ndarray]:
+        """The rows ``_plain_ranges`` asked for, decoded from what ``_gather`` read."""
         out: dict[str, np.ndarray] = {}
         for name, sample in plan.items():
             t = self.info(name)

@@ -75,17 +75,34 @@ def _block_types() -> dict[str, BlockType]:
 
 BLOCK_TYPES: dict[str, BlockType] = _block_types()
 
+# Quantized linear layers packed into several safetensors tensors (GPTQ, AWQ,
+# bitsandbytes; heritage.formats.packed): the logical weight's dtype names the method,
+# mapped here to its bits per weight (scales and zero points not counted).
+PACKED_TYPES: dict[str, int] = {
+    "GPTQ_INT2": 2,
+    "GPTQ_INT3": 3,
+    "GPTQ_INT4": 4,
+    "GPTQ_INT8": 8,
+    "AWQ_INT4": 4,
+    "BNB_INT8": 8,
+    "BNB_NF4": 4,
+    "BNB_FP4": 4,
+}
+
 
 def is_float_dtype(dtype: str) -> bool:
-    """Whether a checkpoint dtype (safetensors or GGML name) holds real-valued weights."""
-    return dtype in BLOCK_TYPES or DTYPES[dtype].is_float
+    """Whether a checkpoint dtype (safetensors, GGML or packed name) holds real-valued weights."""
+    return dtype in BLOCK_TYPES or dtype in PACKED_TYPES or DTYPES[dtype].is_float
 
 
 def storage_bytes(dtype: str, n_values: int) -> int:
-    """Bytes ``n_values`` weights of ``dtype`` take (whole blocks for block types)."""
+    """Bytes ``n_values`` weights of ``dtype`` take (whole blocks for block types; the
+    packed values alone for packed types)."""
     if dtype in BLOCK_TYPES:
         t = BLOCK_TYPES[dtype]
         return -(-n_values // t.block) * t.type_size
+    if dtype in PACKED_TYPES:
+        return -(-n_values * PACKED_TYPES[dtype] // 8)
     return n_values * DTYPES[dtype].itemsize
 
 

@@ -64,6 +64,34 @@ def read_config(folder: Path) -> dict[str, Any] | None:
     return config
 
 
+# Quantization configs written beside config.json: AutoGPTQ and GPTQModel's, AutoAWQ's.
+QUANT_CONFIG_NAMES = ("quantize_config.json", "quant_config.json")
+
+
+def read_quantization(folder: Path, config: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A model folder's quantization settings: quantize_config.json or quant_config.json,
+    overlaid by config.json's ``quantization_config`` (None when there are none)."""
+    found: dict[str, Any] = {}
+    for name in QUANT_CONFIG_NAMES:
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BadCheckpoint(
+                path, f"{name} is not valid JSON ({exc.__class__.__name__})"
+            ) from None
+        if not isinstance(loaded, dict):
+            raise BadCheckpoint(path, f"{name} is not a JSON object")
+        found.update(loaded)
+        break
+    inline = config.get("quantization_config") if config else None
+    if isinstance(inline, dict):
+        found.update(inline)
+    return found or None
+
+
 def weight_files(folder: Path) -> tuple[str, list[Path]]:
     """Which files of a model folder hold its weights, and in which layout.
 
@@ -106,9 +134,11 @@ def open_checkpoint(location: str | Path) -> Checkpoint:
         if layout == "peft":
             return _open_adapter(path, files[0], config)
         if layout == "safetensors-sharded":
-            return open_sharded(path, path / INDEX_NAME, config)
+            quant = read_quantization(path, config)
+            return open_sharded(path, path / INDEX_NAME, config, quant)
         if layout == "safetensors":
-            return _open_safetensors(path, files, "safetensors", config)
+            quant = read_quantization(path, config)
+            return _open_safetensors(path, files, "safetensors", config, quant)
         return PickleCheckpoint(path, files, config)
     if not path.exists():
         raise BadCheckpoint(path, "no such file or folder")
@@ -117,7 +147,8 @@ def open_checkpoint(location: str | Path) -> Checkpoint:
     if path.suffix == ".safetensors":
         return _open_safetensors(path, [path], "safetensors", None)
     if path.name.endswith(".safetensors.index.json"):
-        return open_sharded(path.parent, path, read_config(path.parent))
+        config = read_config(path.parent)
+        return open_sharded(path.parent, path, config, read_quantization(path.parent, config))
     if path.suffix in PICKLE_SUFFIXES:
         return PickleCheckpoint(path, [path], None)
     if path.suffix == ".gguf":
@@ -148,13 +179,17 @@ def _open_adapter(folder: Path, weights: Path, config: dict[str, Any] | None) ->
 
 
 def _open_safetensors(
-    location: Path, files: list[Path], fmt: str, config: dict[str, Any] | None
+    location: Path,
+    files: list[Path],
+    fmt: str,
+    config: dict[str, Any] | None,
+    quantization: dict[str, Any] | None = None,
 ) -> SafetensorsCheckpoint:
     sources = {}
     try:
         for f in files:
             sources[f.name] = LocalFileSource(f)
-        return SafetensorsCheckpoint(location, sources, fmt, config)
+        return SafetensorsCheckpoint(location, sources, fmt, config, quantization=quantization)
     except Exception:
         for s in sources.values():
             s.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -17,11 +17,14 @@ import numpy as np
 from heritage.errors import BadCheckpoint
 from heritage.formats.checkpoint import RowSample, SourcedCheckpoint, TensorInfo, check_shape
 from heritage.formats.dtypes import DTYPES, to_float32
+from heritage.formats.packed import quant_settings
+from heritage.formats.packed_reader import find_layers, layer_read
 from heritage.formats.source import (
     ByteSource,
     LocalFileSource,
     ReadBudget,
     ReadStats,
+    read_planned,
 )
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -151,6 +154,7 @@ class SafetensorsCheckpoint(SourcedCheckpoint):
         *,
         read_budget: ReadBudget | Mapping[str, ReadBudget] | None = None,
         extra: ReadStats | None = None,
+        quantization: Mapping[str, Any] | None = None,
     ) -> None:
         """``sources`` maps each file name to its byte source, in file order.
 
@@ -159,6 +163,12 @@ class SafetensorsCheckpoint(SourcedCheckpoint):
         with equal budgets share one plan; a file left out gets ``ReadBudget()``);
         ``extra`` counts reads made for this checkpoint outside its weight files, such as
         a shard index fetched over HTTP.
+
+        Quantized layers (GPTQ, AWQ, bitsandbytes) are listed as their logical weights,
+        ``X.weight`` [out, in] with a dtype naming the method (``packed_reader``), in place
+        of the tensors that store them; ``stored`` keeps every tensor the headers list.
+        ``quantization`` is the model's quantization config (default: config.json's
+        ``quantization_config``); where it says nothing the layouts' shapes decide.
         """
         tensors: list[TensorInfo] = []
         metadata: dict[str, str] = {}
@@ -173,8 +183,15 @@ class SafetensorsCheckpoint(SourcedCheckpoint):
                     )
                 seen[t.name] = file
             tensors.extend(listed)
-        tensors.sort(key=lambda t: t.name)
         self._use_sources(sources, read_budget, extra)
+        self.stored = {t.name: t for t in tensors}
+        if quantization is None and config is not None:
+            quantization = config.get("quantization_config")
+        settings = quant_settings(quantization if isinstance(quantization, Mapping) else None)
+        layers, used = find_layers(tensors, settings, self._where, self._read_small)
+        self._packed = {layer.name: layer for layer in layers}
+        tensors = [t for t in tensors if t.name not in used] + [x.info() for x in layers]
+        tensors.sort(key=lambda t: t.name)
         super().__init__(
             location=location,
             format=fmt,
@@ -186,6 +203,8 @@ class SafetensorsCheckpoint(SourcedCheckpoint):
 
     def read(self, name: str) -> np.ndarray:
         t = self.info(name)
+        if name in self._packed:
+            return super().read(name)
         assert t.start is not None and t.end is not None
         raw = self._sources[t.file].read(t.start, t.end - t.start)
         return to_float32(raw, t.dtype).reshape(t.shape)
@@ -196,7 +215,58 @@ class SafetensorsCheckpoint(SourcedCheckpoint):
             assert t.start is not None
             return t.start + r * math.prod(t.row_shape) * DTYPES[t.dtype].itemsize
 
-        return self._read_plain_rows(plan, row_start)
+        plain = {n: s for n, s in plan.items() if n not in self._packed}
+        reads = {
+            n: layer_read(self._packed[n], s, self._where)
+            for n, s in plan.items()
+            if n in self._packed
+        }
+        wanted: dict[str, list[tuple[Hashable, int, int]]] = {}
+        self._plain_ranges(plain, row_start, wanted)
+        grids = {n: r.grids for n, r in reads.items()}
+        got = self._read_grids(grids, wanted)
+        out = self._plain_values(plain, got.pop(None, {}))
+        more = {n: r.more(got[n]) for n, r in reads.items()}
+        if any(more.values()):
+            for n, values in self._read_grids(more, {}).items():
+                if n is not None:
+                    got[n].update(values)
+        for n, r in reads.items():
+            out[n] = r.values(got[n])
+        return out
+
+    def _read_grids(
+        self,
+        grids: Mapping[str, Mapping[str, Any]],
+        wanted: dict[str, list[tuple[Hashable, int, int]]],
+    ) -> dict[Any, dict[Any, Any]]:
+        """One budgeted batch: the plain ranges in ``wanted`` and every grid of every
+        packed layer. Returns the grids' values per layer and role, and under ``None``
+        the raw bytes of the plain ranges."""
+        for n, roles in grids.items():
+            for role, grid in roles.items():
+                for off, length in grid.ranges():
+                    wanted.setdefault(grid.t.file, []).append(((n, role), off, length))
+        raw = self._gather(wanted)
+        got: dict[Any, dict[Any, Any]] = {n: {} for n in grids}
+        for n, roles in grids.items():
+            for role, grid in roles.items():
+                got[n][role] = grid.decode(b"".join(raw.pop((n, role), [])))
+        got[None] = raw
+        return got
+
+    def _where(self, t: TensorInfo) -> str:
+        """The name of the file holding ``t``, for error messages."""
+        return self._sources[t.file].name
+
+    def _read_small(self, tensors: Sequence[TensorInfo]) -> list[bytes]:
+        """Whole small tensors in one batch (sources merge near ones their own way)."""
+        ranges: dict[str, list[tuple[int, int]]] = {}
+        for t in tensors:
+            assert t.start is not None and t.end is not None
+            ranges.setdefault(t.file, []).append((t.start, t.end - t.start))
+        got = {f: iter(blobs) for f, blobs in read_planned(self._sources, ranges).items()}
+        return [next(got[t.file]) for t in tensors]
 
 
 def _base(location: Path) -> Path:
@@ -239,15 +309,19 @@ def shard_files(index_path: Path) -> list[str]:
 
 
 def open_sharded(
-    folder: Path, index_path: Path, config: dict[str, Any] | None
+    folder: Path,
+    index_path: Path,
+    config: dict[str, Any] | None,
+    quantization: Mapping[str, Any] | None = None,
 ) -> SafetensorsCheckpoint:
     files = shard_files(index_path)
     weight_map = json.loads(index_path.read_text(encoding="utf-8"))["weight_map"]
+    sources = {f: LocalFileSource(folder / f) for f in files}
     ckpt = SafetensorsCheckpoint(
-        folder, {f: LocalFileSource(folder / f) for f in files}, "safetensors-sharded", config
+        folder, sources, "safetensors-sharded", config, quantization=quantization
     )
     for tensor, shard in weight_map.items():
-        t = ckpt._by_name.get(tensor)
+        t = ckpt.stored.get(tensor)
         if t is None or t.file != shard:
             ckpt.close()
             raise BadCheckpoint(index_path, f"tensor {tensor!r} is not in shard {shard!r}")

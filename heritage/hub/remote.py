@@ -220,8 +220,11 @@ def open_remote(
 
 
 def _check_weight_map(ckpt: Checkpoint, weight_map: dict[str, str], index_url: str) -> None:
-    """Every tensor the shard index names is in the shard it names."""
-    files = {t.name: t.file for t in ckpt.tensors}
+    """Every tensor the shard index names is in the shard it names (as stored: a packed
+    layer's qweight and scales, not the logical weight it is read as)."""
+    stored = getattr(ckpt, "stored", None)
+    tensors = stored.values() if stored is not None else ckpt.tensors
+    files = {t.name: t.file for t in tensors}
     for tensor, shard in weight_map.items():
         if files.get(tensor) not in (shard, PurePosixPath(shard).name):
             raise BadCheckpoint(index_url, f"tensor {tensor!r} is not in shard {shard!r}")

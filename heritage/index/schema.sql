@@ -81,7 +81,7 @@ COMMENT ON TABLE tensors IS 'One row per tensor of each fingerprinted model, wit
 COMMENT ON COLUMN tensors.model_id IS 'Model the tensor belongs to (models.model_id).';
 COMMENT ON COLUMN tensors.name IS 'Tensor name as stored in the checkpoint.';
 COMMENT ON COLUMN tensors.position IS 'Position of the tensor in the model''s fingerprint listing (0-based).';
-COMMENT ON COLUMN tensors.dtype IS 'Stored dtype, e.g. BF16, F32, I8.';
+COMMENT ON COLUMN tensors.dtype IS 'Stored dtype, e.g. BF16, F32, I8; a GGML type (Q4_K) for GGUF; for a quantized layer read as its logical weight, the method and bits (GPTQ_INT4, AWQ_INT4, BNB_INT8, BNB_NF4, ...).';
 COMMENT ON COLUMN tensors.shape IS 'Tensor shape; [] for a scalar.';
 COMMENT ON COLUMN tensors.n_params IS 'Number of elements (product of the shape).';
 COMMENT ON COLUMN tensors.mean IS 'Mean of the sampled entries (finite values only).';

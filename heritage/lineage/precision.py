@@ -10,7 +10,7 @@ import ml_dtypes
 import numpy as np
 
 from heritage.fingerprint import Fingerprint
-from heritage.formats.dtypes import BLOCK_TYPES
+from heritage.formats.dtypes import BLOCK_TYPES, PACKED_TYPES
 
 _DTYPE_BITS = {"F64": 64, "F32": 32, "F16": 16, "BF16": 16}
 
@@ -63,13 +63,17 @@ def int8_grid_fraction(values: np.ndarray, tol: float = 0.15, max_rows: int = 4)
 def precision_bits(fp: Fingerprint) -> int:
     """Effective bits per weight: stored dtype, lowered when values sit on a coarser grid;
     for a model with block-quantized matrices, the bits per weight of those blocks
-    (Q8_0 8, Q5_1 6, Q4_0 and Q4_K 4, ...)."""
+    (Q8_0 8, Q5_1 6, Q4_0 and Q4_K 4, ...); for packed layers (GPTQ, AWQ, bitsandbytes),
+    their bits (GPTQ_INT4 4, BNB_INT8 8, ...)."""
     mats = [t for t in fp.tensors.values() if len(t.shape) >= 2 and t.is_float and t.values.size]
     if not mats:
         return 32
     blocks = [BLOCK_TYPES[t.dtype] for t in mats if t.dtype in BLOCK_TYPES]
     if blocks:  # a GGUF export: its quantized matrices say (llama.cpp keeps a few in F16)
         return max(b.type_size * 8 // b.block for b in blocks)
+    packed = [PACKED_TYPES[t.dtype] for t in mats if t.dtype in PACKED_TYPES]
+    if packed:  # GPTQ, AWQ or bitsandbytes: the packed layers say (embeddings stay float)
+        return max(packed)
     stored = max(_DTYPE_BITS.get(t.dtype, 8) for t in mats)
     values = np.concatenate([t.values.ravel() for t in mats])
     bits = stored
