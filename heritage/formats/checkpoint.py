@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -254,3 +255,19 @@ def check_shape(path: Path | str, name: str, shape: object) -> tuple[int, ...]:
     ):
         raise BadCheckpoint(path, f"tensor {name!r} has an invalid shape {shape!r}")
     return tuple(shape)
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A small JSON file that must hold an object (config.json, adapter_config.json,
+    quantize_config.json); BadCheckpoint naming the file when it cannot be read or is not
+    one."""
+    name = path.name
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise BadCheckpoint(path, f"cannot read {name}: {exc.strerror or exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadCheckpoint(path, f"{name} is not valid JSON ({exc.__class__.__name__})") from None
+    if not isinstance(raw, dict):
+        raise BadCheckpoint(path, f"{name} is not a JSON object")
+    return raw

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 from heritage.errors import BadCheckpoint
 from heritage.formats import peft
-from heritage.formats.checkpoint import Checkpoint
+from heritage.formats.checkpoint import Checkpoint, read_json_object
 from heritage.formats.gguf_reader import GGUFCheckpoint, split_files
 from heritage.formats.pickle_reader import PICKLE_SUFFIXES, PickleCheckpoint
 from heritage.formats.safetensors_reader import (
@@ -51,17 +50,7 @@ def read_config(folder: Path) -> dict[str, Any] | None:
     if adapter_file(folder) is not None:
         return peft.read_adapter_config(folder)
     path = folder / "config.json"
-    if not path.is_file():
-        return None
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadCheckpoint(
-            path, f"config.json is not valid JSON ({exc.__class__.__name__})"
-        ) from None
-    if not isinstance(config, dict):
-        raise BadCheckpoint(path, "config.json is not a JSON object")
-    return config
+    return read_json_object(path) if path.is_file() else None
 
 
 # Quantization configs written beside config.json: AutoGPTQ and GPTQModel's, AutoAWQ's.
@@ -76,15 +65,7 @@ def read_quantization(folder: Path, config: dict[str, Any] | None) -> dict[str, 
         path = folder / name
         if not path.is_file():
             continue
-        try:
-            loaded = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BadCheckpoint(
-                path, f"{name} is not valid JSON ({exc.__class__.__name__})"
-            ) from None
-        if not isinstance(loaded, dict):
-            raise BadCheckpoint(path, f"{name} is not a JSON object")
-        found.update(loaded)
+        found.update(read_json_object(path))
         break
     inline = config.get("quantization_config") if config else None
     if isinstance(inline, dict):

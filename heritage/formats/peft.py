@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from heritage.errors import BadCheckpoint
-from heritage.formats.checkpoint import SampleLike
+from heritage.formats.checkpoint import SampleLike, read_json_object
 
 __all__ = [
     "ADAPTER_CONFIG",
@@ -199,18 +199,7 @@ def is_adapter_folder(names: Collection[str]) -> bool:
 
 def read_adapter_config(folder: Path) -> dict[str, Any]:
     """adapter_config.json as a dict; BadCheckpoint naming the file when unreadable."""
-    path = folder / ADAPTER_CONFIG
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise BadCheckpoint(path, f"cannot read {ADAPTER_CONFIG}: {exc.strerror or exc}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadCheckpoint(
-            path, f"{ADAPTER_CONFIG} is not valid JSON ({exc.__class__.__name__})"
-        ) from None
-    if not isinstance(raw, dict):
-        raise BadCheckpoint(path, f"{ADAPTER_CONFIG} is not a JSON object")
-    return raw
+    return read_json_object(folder / ADAPTER_CONFIG)
 
 
 def is_lora(raw: Mapping[str, Any] | None) -> bool:
